@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: makes .venv (if needed), installs the test
+# dependencies into it, then runs ruff, mypy --strict and pytest (warnings are
+# errors). Usage: bash scripts/test.sh [extra pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+echo "== ruff"
+.venv/bin/ruff check yieldloop tests benchmarks
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

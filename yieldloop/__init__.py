@@ -1,0 +1,70 @@
+"""yieldloop: a small, fast, structured async runtime in pure Python.
+
+A generator that can receive values is a coroutine; a scheduler that resumes
+coroutines and looks at the *requests* they yield (``("sleep", 1.5)``) runs
+many of them at once. yieldloop is that scheduler grown into a runtime: task
+groups, cancellation and timeouts, both ``async``/``await`` and plain
+generator coroutines on one kernel.
+
+The public API, at a glance::
+
+    run(main, *args, clock=None, on_emit=None)
+    sleep(s), sleep_until(t), sleep_forever(), checkpoint()
+    current_time(), current_task()
+    TaskGroup(): spawn(fn, *args, name=None), start(fn, *args), cancel_scope
+    Task: await task, name, done(), result(), exception(), cancel(), cancelled()
+    gather(*aws)
+    CancelScope(deadline=inf, shield=False), move_on_after(s), move_on_at(t),
+    fail_after(s), fail_at(t)
+    Cancelled, TaskCancelled, coroutine
+"""
+
+from __future__ import annotations
+
+from ._kernel._clock import Clock, MonotonicClock
+from ._kernel._errors import Cancelled, RunFinishedError, TaskCancelled
+from ._kernel._kernel import run
+from ._kernel._requests import (
+    Awaitable,
+    checkpoint,
+    coroutine,
+    current_task,
+    current_time,
+    sleep,
+    sleep_forever,
+    sleep_until,
+)
+from ._kernel._scope import CancelScope
+from ._kernel._task import Task
+from ._structured._group import TASK_STATUS_IGNORED, TaskGroup, TaskStatus, gather
+from ._structured._timeouts import fail_after, fail_at, move_on_after, move_on_at
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Awaitable",
+    "Cancelled",
+    "CancelScope",
+    "Clock",
+    "MonotonicClock",
+    "RunFinishedError",
+    "TASK_STATUS_IGNORED",
+    "Task",
+    "TaskCancelled",
+    "TaskGroup",
+    "TaskStatus",
+    "__version__",
+    "checkpoint",
+    "coroutine",
+    "current_task",
+    "current_time",
+    "fail_after",
+    "fail_at",
+    "gather",
+    "move_on_after",
+    "move_on_at",
+    "run",
+    "sleep",
+    "sleep_forever",
+    "sleep_until",
+]

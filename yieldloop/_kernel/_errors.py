@@ -1,0 +1,39 @@
+"""Exceptions raised by the kernel and the structured-concurrency layer.
+
+Layer 1 (kernel). Nothing here imports any other yieldloop module.
+"""
+
+from __future__ import annotations
+
+__all__ = ["Cancelled", "TaskCancelled", "RunFinishedError"]
+
+
+class Cancelled(BaseException):
+    """Raised at a checkpoint inside a cancelled :class:`~yieldloop.CancelScope`.
+
+    ``Cancelled`` derives from :class:`BaseException` (like ``KeyboardInterrupt``)
+    so that ``except Exception:`` does not swallow it by accident. The cancel
+    scope that was cancelled catches it again when the ``with`` block exits, so
+    you should let it propagate: catch it only to re-raise it.
+
+    Cancellation is *level-triggered*: while a task is inside a cancelled
+    scope, every checkpoint raises a new ``Cancelled``. Cleanup code that must
+    await something should run inside ``CancelScope(shield=True)``.
+    """
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else "Cancelled"
+
+
+class TaskCancelled(Exception):
+    """Raised by ``await task`` / ``task.result()`` for a task that was cancelled.
+
+    A task that ends because it was cancelled (through ``task.cancel()`` or a
+    cancel scope around it) did not produce a result. Awaiting it raises this
+    ordinary exception rather than :class:`Cancelled`, so the awaiting task is
+    not mistaken for one that is being cancelled itself.
+    """
+
+
+class RunFinishedError(RuntimeError):
+    """An object that belongs to a finished (or different) :func:`~yieldloop.run` was used."""

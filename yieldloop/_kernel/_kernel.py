@@ -1,0 +1,989 @@
+"""The kernel: the run loop, and the requests a task can yield to it.
+
+Layer 1. This file is meant to be read in one sitting. The whole scheduler is
+:meth:`Kernel._loop`: take the tasks that are ready, resume each one with
+``send`` (or ``throw``), and look at the *request* it yields back:
+
+=====================================  ==========================================
+request                                meaning
+=====================================  ==========================================
+``None`` (a bare ``yield``)            checkpoint: let others run, then continue
+``("checkpoint",)``                    the same
+``("sleep", seconds)``                 wake me after ``seconds`` (<= 0: checkpoint)
+``("sleep_until", deadline)``          wake me when the clock reaches ``deadline``
+``("reschedule",)``                    go to the back of the queue; *not* a cancel point
+``("park", abort_fn[, info])``         suspend me until someone calls
+                                       ``kernel.reschedule(task, value)``;
+                                       on cancellation the kernel calls
+                                       ``abort_fn(task)``: True means "aborted,
+                                       raise Cancelled in it", False means "I
+                                       will reschedule it myself later"
+``("wait_readable", fd)``              wake me when ``fd`` is readable
+``("wait_writable", fd)``              wake me when ``fd`` is writable
+``("spawn", fn_or_coro, *args)``       start a sibling task; the request
+                                       returns its :class:`Task`
+``("current_task",)``                  returns the running :class:`Task`
+``("current_time",)``                  returns the clock's time
+=====================================  ==========================================
+
+Everything else - locks, queues, task groups, sockets - is built from these
+in higher layers. Timers live in a heap of ``(deadline, seq, obj)`` entries;
+an entry is current only while ``obj._timer_seq == seq``, so cancelling a
+sleep just clears the task's ``_timer_seq`` and the stale entry is skipped when
+it comes up (or dropped when more than half of the heap is stale).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import itertools
+import logging
+import math
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+import types
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any
+
+from ._clock import Clock, MonotonicClock
+from ._errors import Cancelled
+from ._scope import CancelScope, detach_task, make_root_scope
+from ._state import local
+from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
+
+__all__ = ["Kernel", "run", "coerce_coroutine", "CHECKPOINT", "KNOWN_REQUESTS"]
+
+logger = logging.getLogger("yieldloop")
+
+#: The request object yielded by :func:`~yieldloop.checkpoint` and
+#: ``sleep(0)``; the kernel recognises it by identity, its fastest path.
+CHECKPOINT = ("checkpoint",)
+
+KNOWN_REQUESTS = (
+    "checkpoint",
+    "sleep",
+    "sleep_until",
+    "reschedule",
+    "park",
+    "wait_readable",
+    "wait_writable",
+    "spawn",
+    "current_task",
+    "current_time",
+)
+
+_EPOLLIN = 0x001
+_EPOLLOUT = 0x004
+_EPOLLERR = 0x008
+_EPOLLHUP = 0x010
+_READ_EVENTS = _EPOLLIN | _EPOLLERR | _EPOLLHUP
+_WRITE_EVENTS = _EPOLLOUT | _EPOLLERR | _EPOLLHUP
+
+_FATAL = (KeyboardInterrupt, SystemExit)
+_THIS_FILE = __file__
+
+
+class _SelectorPoller:
+    """``select.epoll``'s interface over :mod:`selectors`, where epoll is missing."""
+
+    def __init__(self) -> None:
+        import selectors
+
+        self._sel = selectors.DefaultSelector()
+        self._selectors = selectors
+
+    def _events(self, mask: int) -> int:
+        s = self._selectors
+        return (s.EVENT_READ if mask & _EPOLLIN else 0) | (s.EVENT_WRITE if mask & _EPOLLOUT else 0)
+
+    def register(self, fd: int, mask: int) -> None:
+        try:
+            self._sel.register(fd, self._events(mask))
+        except KeyError:
+            raise FileExistsError(fd) from None
+
+    def modify(self, fd: int, mask: int) -> None:
+        try:
+            self._sel.modify(fd, self._events(mask))
+        except KeyError:
+            raise FileNotFoundError(fd) from None
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._sel.unregister(fd)
+        except KeyError:
+            raise FileNotFoundError(fd) from None
+
+    def poll(self, timeout: float = -1) -> list[tuple[int, int]]:
+        s = self._selectors
+        result = []
+        for key, events in self._sel.select(None if timeout < 0 else timeout):
+            mask = (_EPOLLIN if events & s.EVENT_READ else 0) | (
+                _EPOLLOUT if events & s.EVENT_WRITE else 0
+            )
+            result.append((key.fd, mask))
+        return result
+
+    def close(self) -> None:
+        self._sel.close()
+
+
+def _make_poller() -> Any:
+    epoll = getattr(select, "epoll", None)
+    if epoll is not None:
+        return epoll()
+    return _SelectorPoller()
+
+
+class _RunOwner:
+    """The owner of the main task and of tasks spawned beside it: the run
+    itself behaves like a task group whose body is ``main``."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.main: Task[Any] | None = None
+        self.errors: list[BaseException] = []
+
+    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
+        kernel = self.kernel
+        coro = coerce_coroutine(fn, args, "spawn")
+        return kernel.spawn(coro, name or _name_of(fn, coro), self, kernel.root_scope)
+
+    def _child_done(self, task: Task[Any]) -> None:
+        exc = task._exc
+        if exc is not None and not isinstance(exc, Cancelled):
+            if task is not self.main:
+                self.errors.append(exc)
+            self.kernel.root_scope.cancel()
+
+
+class _SystemOwner:
+    """Owner of housekeeping tasks (async generator finalizers): errors are
+    logged, never lost, and never cancel the program."""
+
+    def _child_done(self, task: Task[Any]) -> None:
+        exc = task._exc
+        if exc is not None and not isinstance(exc, Cancelled):
+            logger.error("error in %s", task.name, exc_info=exc)
+
+
+class Kernel:
+    """One run of the scheduler. Made by :func:`run`; see the module docstring.
+
+    Attributes the higher layers use: ``current_task``, ``root_scope``,
+    :meth:`spawn`, :meth:`reschedule`, :meth:`reschedule_throw`,
+    :meth:`try_abort`, :meth:`add_timer`, :meth:`now`,
+    :meth:`call_soon_threadsafe`.
+    """
+
+    def __init__(
+        self, clock: Clock | None = None, on_emit: Callable[[Any], Any] | None = None
+    ) -> None:
+        if clock is None:
+            clock = MonotonicClock()
+        elif not isinstance(clock, Clock):
+            raise TypeError(f"clock must be a yieldloop Clock instance, got {clock!r}")
+        self.clock = clock
+        if type(clock) is MonotonicClock:
+            self.now: Callable[[], float] = time.monotonic
+            self._idle: Callable[[float], None] | None = None
+        else:
+            self.now = clock.current_time
+            self._idle = clock.idle
+        if on_emit is not None and not callable(on_emit):
+            raise TypeError(f"on_emit must be callable, got {on_emit!r}")
+        self.on_emit = on_emit
+        self.ready: deque[Task[Any]] = deque()
+        self.timers: list[tuple[float, int, Any]] = []
+        self.stale_timers = 0
+        self._seq = itertools.count(1)
+        self.current_task: Task[Any] | None = None
+        self.root_scope = make_root_scope(self)
+        self.ntasks = 0
+        self.fatal: BaseException | None = None
+        self._owner = _RunOwner(self)
+        self._system_owner = _SystemOwner()
+        self._ki_pending = False
+        self._ki_count = 0
+        self._readers: dict[int, Task[Any]] = {}
+        self._writers: dict[int, Task[Any]] = {}
+        self._fd_masks: dict[int, int] = {}
+        self._poller: Any = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._threadsafe: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._closed = False
+        self._handlers: dict[str, Callable[[Task[Any], Any], None]] = {
+            "checkpoint": self._req_checkpoint,
+            "sleep": self._req_sleep,
+            "sleep_until": self._req_sleep_until,
+            "reschedule": self._req_reschedule,
+            "park": self._req_park,
+            "wait_readable": self._req_wait_fd,
+            "wait_writable": self._req_wait_fd,
+            "spawn": self._req_spawn,
+            "current_task": self._req_current_task,
+            "current_time": self._req_current_time,
+        }
+
+    # ================================================================ tasks
+
+    def spawn(
+        self,
+        coro: AnyCoroutine[Any],
+        name: str,
+        owner: TaskOwner,
+        scope: CancelScope,
+    ) -> Task[Any]:
+        """Create a task running ``coro`` inside ``scope``, reporting to ``owner``.
+
+        The task starts at the back of the ready queue, in a copy of the
+        current :mod:`contextvars` context.
+        """
+        if self._closed:
+            coro.close()
+            raise RuntimeError("this yieldloop run has finished; cannot spawn tasks into it")
+        task: Task[Any] = Task(self, coro, name, owner, scope, contextvars.copy_context())
+        scope._tasks[task] = None
+        self.ntasks += 1
+        self.ready.append(task)
+        return task
+
+    def reschedule(self, task: Task[Any], value: Any = None) -> None:
+        """Wake a parked ``task``; its request returns ``value``."""
+        if task._abort is None:
+            raise RuntimeError(f"cannot reschedule {task!r}: it is not parked")
+        task._abort = None
+        task._wait_info = None
+        task._val = value
+        self.ready.append(task)
+
+    def reschedule_throw(self, task: Task[Any], exc: BaseException) -> None:
+        """Wake a parked ``task`` by raising ``exc`` at its request."""
+        if task._abort is None:
+            raise RuntimeError(f"cannot reschedule {task!r}: it is not parked")
+        task._abort = None
+        task._wait_info = None
+        task._next = task._throw
+        task._val = exc
+        self.ready.append(task)
+
+    def try_abort(self, task: Task[Any]) -> None:
+        """Deliver cancellation to ``task`` now if it is parked and its wait
+        can be aborted; otherwise it will see it at its next checkpoint."""
+        fn = task._abort
+        if fn is None or fn is ABORTING:
+            return
+        task._abort = ABORTING
+        try:
+            aborted = fn(task)
+        except BaseException as exc:  # an abort function must not fail; tell the task
+            task._abort = fn
+            self.reschedule_throw(task, exc)
+            return
+        if task._abort is not ABORTING:
+            return  # the abort function rescheduled the task itself
+        if aborted:
+            task._abort = None
+            task._wait_info = None
+            task._next = task._throw
+            task._val = Cancelled()
+            self.ready.append(task)
+        else:
+            task._abort = fn
+
+    def add_timer(self, deadline: float, obj: Any) -> None:
+        """Call back ``obj`` (a parked Task or a CancelScope) at ``deadline``."""
+        seq = next(self._seq)
+        obj._timer_seq = seq
+        heapq.heappush(self.timers, (deadline, seq, obj))
+
+    def _abort_sleep(self, task: Task[Any]) -> bool:
+        task._timer_seq = 0
+        self.stale_timers += 1
+        return True
+
+    def _task_exit(self, task: Task[Any], result: Any, exc: BaseException | None) -> None:
+        task._done = True
+        task._result = result
+        if exc is not None:
+            tb = exc.__traceback__
+            if tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
+                exc.__traceback__ = tb.tb_next  # hide the kernel's own frame
+            task._exc = exc
+            if isinstance(exc, _FATAL):
+                self.set_fatal(exc)
+        task._coro = task._run = task._send = task._next = None
+        task._val = None
+        task._abort = None
+        detach_task(task)
+        self.ntasks -= 1
+        waiters = task._waiters
+        if waiters:
+            task._waiters = None
+            ready = self.ready
+            for w in waiters:
+                w._abort = None
+                w._wait_info = None
+                w._val = None
+                ready.append(w)
+        task._owner._child_done(task)
+
+    def set_fatal(self, exc: BaseException) -> None:
+        """Record an error that ends the whole run (KeyboardInterrupt,
+        SystemExit, a failing callback): cancel everything; ``run`` raises it
+        once every task has finished."""
+        if self.fatal is None:
+            self.fatal = exc
+        self.root_scope.cancel()
+
+    # ============================================================= requests
+
+    def _bad_request(self, task: Task[Any], req: Any) -> None:
+        if self.on_emit is not None and not (
+            type(req) is tuple and req and type(req[0]) is str and req[0] in self._handlers
+        ):
+            try:
+                self.on_emit(req)
+            except BaseException as exc:
+                self.reschedule_throw_running(task, exc)
+                return
+            task._val = None
+            self.ready.append(task)
+            return
+        hint = ""
+        mod = type(req).__module__ or ""
+        if mod.startswith("asyncio") or mod.startswith("concurrent"):
+            hint = (
+                " (this looks like an asyncio object: asyncio awaitables cannot be "
+                "awaited directly inside yieldloop)"
+            )
+        elif type(req) is tuple and req and type(req[0]) is str:
+            hint = f" (unknown request {req[0]!r})"
+        err = TypeError(
+            f"task {task.name!r} yielded {req!r}, which is not a yieldloop request{hint}; "
+            f"known requests are tuples starting with one of {', '.join(KNOWN_REQUESTS)}, "
+            "or None for a checkpoint. Did you await something from another async library, "
+            "or yield a value from a plain generator?"
+        )
+        self.reschedule_throw_running(task, err)
+
+    def reschedule_throw_running(self, task: Task[Any], exc: BaseException) -> None:
+        """Resume a task that just yielded (not parked) by raising ``exc`` in it."""
+        task._next = task._throw
+        task._val = exc
+        self.ready.append(task)
+
+    def _cancel_now(self, task: Task[Any]) -> None:
+        task._next = task._throw
+        task._val = Cancelled()
+        self.ready.append(task)
+
+    def _req_checkpoint(self, task: Task[Any], req: Any) -> None:
+        if task._scope._eff:
+            self._cancel_now(task)
+        else:
+            task._val = None
+            self.ready.append(task)
+
+    def _req_reschedule(self, task: Task[Any], req: Any) -> None:
+        task._val = None
+        self.ready.append(task)
+
+    def _req_sleep(self, task: Task[Any], req: Any) -> None:
+        seconds = _req_arg(req, "sleep", "a number of seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
+        if math.isnan(seconds):
+            raise ValueError("sleep() got NaN seconds")
+        if seconds <= 0:
+            self._req_checkpoint(task, req)
+        else:
+            self._sleep_until(task, self.now() + seconds, req)
+
+    def _req_sleep_until(self, task: Task[Any], req: Any) -> None:
+        deadline = _req_arg(req, "sleep_until", "a deadline")
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+            raise TypeError(f"sleep_until() needs a deadline (a number), got {deadline!r}")
+        if math.isnan(deadline):
+            raise ValueError("sleep_until() got a NaN deadline")
+        if deadline <= self.now():
+            self._req_checkpoint(task, req)
+        else:
+            self._sleep_until(task, deadline, req)
+
+    def _sleep_until(self, task: Task[Any], deadline: float, req: Any) -> None:
+        if task._scope._eff:
+            self._cancel_now(task)
+            return
+        task._abort = self._abort_sleep
+        task._wait_info = req
+        if deadline != math.inf:
+            self.add_timer(deadline, task)
+
+    def _req_park(self, task: Task[Any], req: Any) -> None:
+        abort = _req_arg(req, "park", "an abort function")
+        if not callable(abort):
+            raise TypeError(f"park needs an abort function, got {abort!r}")
+        task._abort = abort
+        task._wait_info = req[2] if len(req) > 2 else None
+        if task._scope._eff:
+            self.try_abort(task)
+
+    def _req_spawn(self, task: Task[Any], req: Any) -> None:
+        fn = _req_arg(req, "spawn", "an async function or generator")
+        new = task._owner.spawn(fn, *req[2:])  # type: ignore[attr-defined]
+        task._val = new
+        self.ready.append(task)
+
+    def _req_current_task(self, task: Task[Any], req: Any) -> None:
+        task._val = task
+        self.ready.append(task)
+
+    def _req_current_time(self, task: Task[Any], req: Any) -> None:
+        task._val = self.now()
+        self.ready.append(task)
+
+    # ================================================================== I/O
+
+    def _req_wait_fd(self, task: Task[Any], req: Any) -> None:
+        kind = req[0]
+        fd = _req_arg(req, kind, "a file descriptor or an object with fileno()")
+        if not isinstance(fd, int):
+            try:
+                fd = fd.fileno()
+            except AttributeError:
+                raise TypeError(
+                    f"{kind} needs a file descriptor or an object with fileno(), got {fd!r}"
+                ) from None
+        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+            raise ValueError(f"{kind} needs a valid file descriptor, got {fd!r}")
+        waiters = self._readers if kind == "wait_readable" else self._writers
+        if fd in waiters:
+            raise RuntimeError(
+                f"another task ({waiters[fd].name!r}) is already waiting for fd {fd} "
+                f"to become {'readable' if kind == 'wait_readable' else 'writable'}"
+            )
+        if task._scope._eff:
+            self._cancel_now(task)
+            return
+        waiters[fd] = task
+        try:
+            self._update_fd(fd)
+        except BaseException:
+            del waiters[fd]
+            raise
+        task._abort = self._abort_fd
+        task._wait_info = (kind, fd)
+
+    def _abort_fd(self, task: Task[Any]) -> bool:
+        kind, fd = task._wait_info
+        waiters = self._readers if kind == "wait_readable" else self._writers
+        if waiters.get(fd) is task:
+            del waiters[fd]
+        return True
+
+    def _want(self, fd: int) -> int:
+        return (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
+
+    def _update_fd(self, fd: int) -> None:
+        # Registrations are kept after a wait ends (the next wait on the same
+        # fd then costs no syscall); an event nobody waits for unregisters.
+        want = self._want(fd)
+        have = self._fd_masks.get(fd, 0)
+        if want & ~have == 0:
+            return
+        new = want | have
+        poller = self._poller
+        if have:
+            try:
+                poller.modify(fd, new)
+            except FileNotFoundError:  # the fd was closed and reused meanwhile
+                poller.register(fd, new)
+        else:
+            try:
+                poller.register(fd, new)
+            except FileExistsError:
+                poller.modify(fd, new)
+        self._fd_masks[fd] = new
+
+    def _forget_fd(self, fd: int) -> None:
+        want = self._want(fd)
+        poller = self._poller
+        try:
+            if want:
+                poller.modify(fd, want)
+            else:
+                poller.unregister(fd)
+        except OSError:
+            want = 0
+        if want:
+            self._fd_masks[fd] = want
+        else:
+            self._fd_masks.pop(fd, None)
+
+    def _poll(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds (-1: forever) for I/O; wake the
+        tasks whose fds are ready. True if any event arrived."""
+        events = self._poller.poll(timeout)
+        if not events:
+            return False
+        wake_fd = self._wake_fd
+        readers = self._readers
+        writers = self._writers
+        ready = self.ready
+        for fd, ev in events:
+            if fd == wake_fd:
+                self._drain_wake()
+                continue
+            woke = False
+            if ev & _READ_EVENTS:
+                task = readers.pop(fd, None)
+                if task is not None:
+                    task._abort = None
+                    task._wait_info = None
+                    task._val = None
+                    ready.append(task)
+                    woke = True
+            if ev & _WRITE_EVENTS:
+                task = writers.pop(fd, None)
+                if task is not None:
+                    task._abort = None
+                    task._wait_info = None
+                    task._val = None
+                    ready.append(task)
+                    woke = True
+            if not woke:
+                self._forget_fd(fd)
+        return True
+
+    def _drain_wake(self) -> None:
+        assert self._wake_r is not None
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread soon; callable from any thread."""
+        if self._closed:
+            raise RuntimeError("this yieldloop run has finished")
+        self._threadsafe.append((fn, args))
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._wake_w
+        if w is not None:
+            try:
+                w.send(b"\0")
+            except OSError:  # full (a wake-up is pending anyway) or closing
+                pass
+
+    # ============================================================== signals
+
+    def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
+        # Runs in the main thread between two bytecodes. First Ctrl-C: ask the
+        # loop to cancel everything at the next checkpoint. Another one before
+        # the run has finished means "stop now": raise right here.
+        self._ki_count += 1
+        if self._ki_count > 1:
+            raise KeyboardInterrupt
+        self._ki_pending = True
+        self._wake()
+
+    # ========================================================= async gens
+
+    def _asyncgen_firstiter(self, agen: Any) -> None:
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer(self, agen: Any) -> None:
+        if threading.current_thread() is not self._thread:
+            try:
+                self.call_soon_threadsafe(self._finalize_agen, agen)
+            except RuntimeError:
+                pass
+            return
+        self._finalize_agen(agen)
+
+    def _finalize_agen(self, agen: Any) -> None:
+        self._asyncgens.discard(agen)
+        if self._closed:
+            return
+        self.spawn(
+            agen.aclose(),
+            f"finalize {getattr(agen, '__qualname__', agen)!r}",
+            self._system_owner,
+            self.root_scope,
+        )
+
+    # ================================================================ run
+
+    def run(self, coro: AnyCoroutine[Any], name: str) -> Any:
+        """Run ``coro`` as the main task until every task has finished."""
+        if local.kernel is not None:
+            coro.close()
+            raise RuntimeError(
+                "yieldloop.run() cannot be called while a yieldloop run is already "
+                "active in this thread; await the coroutine (or spawn it in a "
+                "TaskGroup) instead"
+            )
+        self._thread = threading.current_thread()
+        self._poller = _make_poller()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, _EPOLLIN)
+        old_hooks = sys.get_asyncgen_hooks()
+        old_sigint: Any = None
+        old_wakeup_fd = -1
+        installed_signals = False
+        local.kernel = self
+        try:
+            if self._thread is threading.main_thread() and (
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            ):
+                old_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+                installed_signals = True
+                old_wakeup_fd = signal.set_wakeup_fd(
+                    self._wake_w.fileno(), warn_on_full_buffer=False
+                )
+            sys.set_asyncgen_hooks(
+                firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer
+            )
+            self.clock.start_clock()
+            main = self._owner.main = self.spawn(coro, name, self._owner, self.root_scope)
+            try:
+                self._loop()
+                self._finalize_remaining_asyncgens()
+            except BaseException:
+                self._emergency_close()
+                raise
+        finally:
+            self._closed = True
+            self.current_task = None
+            local.kernel = None
+            sys.set_asyncgen_hooks(*old_hooks)
+            if installed_signals:
+                signal.set_wakeup_fd(old_wakeup_fd)
+                signal.signal(signal.SIGINT, old_sigint)
+            self._poller.close()
+            self._wake_r.close()
+            self._wake_w.close()
+        return self._outcome(main)
+
+    def _outcome(self, main: Task[Any]) -> Any:
+        errors = self._owner.errors
+        main_exc = main._exc
+        if self.fatal is not None:
+            fatal = self.fatal
+            if (
+                main_exc is not None
+                and main_exc is not fatal
+                and fatal.__context__ is None
+                and not isinstance(main_exc, (Cancelled, BaseExceptionGroup))
+            ):
+                fatal.__context__ = main_exc
+            raise fatal
+        if errors:
+            if main_exc is not None and not isinstance(main_exc, Cancelled):
+                errors.insert(0, main_exc)
+            raise BaseExceptionGroup("errors in tasks spawned beside the main task", errors)
+        if main_exc is not None:
+            raise main_exc
+        return main._result
+
+    def _finalize_remaining_asyncgens(self) -> None:
+        # Async generators still suspended when the program ends get aclose()d
+        # on the loop, so their finally blocks run here and not in the GC.
+        while True:
+            agens = [a for a in list(self._asyncgens) if a.ag_frame is not None]
+            self._asyncgens = weakref.WeakSet()
+            if not agens:
+                return
+            for agen in agens:
+                self.spawn(
+                    agen.aclose(),
+                    f"finalize {getattr(agen, '__qualname__', agen)!r}",
+                    self._system_owner,
+                    self.root_scope,
+                )
+            self._loop()
+
+    def _emergency_close(self) -> None:
+        # The loop itself was interrupted (a second Ctrl-C landing in kernel
+        # code, or a bug). Close every coroutine so their finally blocks run.
+        tasks: list[Task[Any]] = list(self.ready)
+        tasks += [t for t in self._readers.values()]
+        tasks += [t for t in self._writers.values()]
+        tasks += [e[2] for e in self.timers if isinstance(e[2], Task)]
+        seen: set[int] = set()
+
+        def close_scope(scope: CancelScope) -> None:
+            for t in list(scope._tasks):
+                tasks.append(t)
+            for child in list(scope._children):
+                close_scope(child)
+
+        close_scope(self.root_scope)
+        for t in tasks:
+            if id(t) in seen or t._coro is None:
+                continue
+            seen.add(id(t))
+            try:
+                t._coro.close()
+            except BaseException:
+                pass
+
+    def _loop(self) -> None:
+        """The scheduler. Read this one first."""
+        ready = self.ready
+        popleft = ready.popleft
+        append = ready.append
+        timers = self.timers
+        heappop = heapq.heappop
+        now = self.now
+        handlers = self._handlers
+        checkpoint = CHECKPOINT
+        threadsafe = self._threadsafe
+        io_waiting = self._fd_masks
+        task_exit = self._task_exit
+        request_failed = self._request_failed
+
+        while True:
+            # ---- 1. wait for something to do: I/O, timers, other threads
+            if ready:
+                if io_waiting:
+                    self._poll(0)
+            else:
+                if not self.ntasks:
+                    return
+                deadline = math.inf
+                while timers:
+                    entry = timers[0]
+                    if entry[2]._timer_seq == entry[1]:
+                        deadline = entry[0]
+                        break
+                    heappop(timers)
+                    self.stale_timers -= 1
+                if threadsafe or self._ki_pending:
+                    timeout = 0.0
+                elif deadline == math.inf:
+                    timeout = -1.0
+                else:
+                    timeout = self.clock.deadline_to_sleep_time(deadline)
+                if timeout == math.inf:
+                    timeout = -1.0
+                got_io = self._poll(timeout)
+                if not got_io and self._idle is not None and not threadsafe:
+                    self._idle(deadline)
+            if timers:
+                t = now()
+                while timers:
+                    entry = timers[0]
+                    if entry[0] > t:
+                        break
+                    heappop(timers)
+                    obj = entry[2]
+                    if obj._timer_seq != entry[1]:
+                        self.stale_timers -= 1
+                        continue
+                    if obj.__class__ is Task:
+                        obj._timer_seq = 0
+                        obj._abort = None
+                        obj._wait_info = None
+                        obj._val = None
+                        append(obj)
+                    else:
+                        obj._timer_fired()
+                if self.stale_timers > 64 and self.stale_timers * 2 > len(timers):
+                    self._compact_timers()
+            while threadsafe:
+                fn, args = threadsafe.popleft()
+                try:
+                    fn(*args)
+                except BaseException as exc:
+                    logger.error("error in a callback from another thread", exc_info=exc)
+                    self.set_fatal(exc)
+            if self._ki_pending:
+                self._ki_pending = False
+                self.set_fatal(KeyboardInterrupt())
+
+            # ---- 2. run every task that is ready now (not the ones they wake)
+            n = len(ready)
+            while n:
+                n -= 1
+                task = popleft()
+                self.current_task = task
+                try:
+                    req = task._run(task._next, task._val)  # type: ignore[misc]
+                except StopIteration as exc:
+                    task_exit(task, exc.value, None)
+                    continue
+                except BaseException as exc:
+                    task_exit(task, None, exc)
+                    continue
+                if req is checkpoint or req is None:
+                    if task._scope._eff:
+                        self._cancel_now(task)
+                    else:
+                        task._val = None
+                        append(task)
+                else:
+                    try:
+                        handlers[req[0]](task, req)
+                    except Exception as exc:
+                        request_failed(task, req, exc)
+            self.current_task = None
+
+    def _request_failed(self, task: Task[Any], req: Any, exc: Exception) -> None:
+        # Either ``req`` is not a request at all (then ``exc`` came from looking
+        # it up), or a known request's handler rejected its arguments.
+        try:
+            known = type(req) is tuple and len(req) > 0 and req[0] in self._handlers
+        except TypeError:  # unhashable first item
+            known = False
+        if known:
+            self.reschedule_throw_running(task, exc)
+        else:
+            self._bad_request(task, req)
+
+    def _compact_timers(self) -> None:
+        self.timers[:] = [e for e in self.timers if e[2]._timer_seq == e[1]]
+        heapq.heapify(self.timers)
+        self.stale_timers = 0
+
+
+def _req_arg(req: tuple[Any, ...], name: str, what: str) -> Any:
+    if len(req) < 2:
+        raise TypeError(f"request {name!r} needs {what}: yield ({name!r}, ...)")
+    return req[1]
+
+
+def _name_of(fn: Any, coro: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(coro, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
+async def _await_it(aw: Awaitable[Any]) -> Any:
+    return await aw
+
+
+def coerce_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> AnyCoroutine[Any]:
+    """Turn what the user passed to ``run``/``spawn``/``gather`` into a
+    coroutine object the kernel can step, or raise a clear ``TypeError``.
+
+    Accepted: an async function or generator function (called with
+    ``args``), a coroutine object, a generator object, or any awaitable.
+    """
+    cls = fn.__class__
+    if cls is types.FunctionType:  # the common case: an async or generator function
+        obj = fn(*args)
+        cls = obj.__class__
+        if cls is types.CoroutineType or cls is types.GeneratorType:
+            return obj  # type: ignore[no-any-return]
+        fn = obj
+        args = ()
+        if hasattr(obj, "__await__"):
+            return _await_it(obj)
+        raise TypeError(
+            f"{what}() needs an async function or a generator function, but the "
+            f"function returned {obj!r} (not a coroutine or generator). "
+            "Did you pass a regular function?"
+        )
+    if cls is types.CoroutineType or cls is types.GeneratorType:
+        if args:
+            fn.close()
+            raise TypeError(
+                f"{what}() got arguments, but {fn!r} is already a coroutine; pass the "
+                f"async function and its arguments: {what}(fn, *args)"
+            )
+        return fn  # type: ignore[no-any-return]
+    obj = fn
+    if callable(fn) and not isinstance(fn, (types.CoroutineType, types.GeneratorType)) and not (
+        hasattr(fn, "__await__")
+    ):
+        obj = fn(*args)
+        args = ()
+        if isinstance(obj, (types.CoroutineType, types.GeneratorType)):
+            return obj
+        if hasattr(obj, "__await__"):
+            return _await_it(obj)
+        raise TypeError(
+            f"{what}() needs an async function or a generator function, but "
+            f"{_name_of(fn, None)} returned {obj!r} (not a coroutine or generator). "
+            "Did you pass a regular function?"
+        )
+    if args:
+        if isinstance(obj, (types.CoroutineType, types.GeneratorType)):
+            obj.close()
+        raise TypeError(
+            f"{what}() got arguments, but {obj!r} is not callable; pass the async "
+            f"function and its arguments: {what}(fn, *args)"
+        )
+    if isinstance(obj, (types.CoroutineType, types.GeneratorType)):
+        return obj
+    if isinstance(obj, (Coroutine, Generator)):
+        return obj
+    if hasattr(obj, "__await__"):
+        return _await_it(obj)
+    raise TypeError(
+        f"{what}() needs an async function, a coroutine, a generator or an "
+        f"awaitable, got {obj!r}"
+    )
+
+
+def run(
+    main: Any,
+    *args: Any,
+    clock: Clock | None = None,
+    on_emit: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Run ``main`` on a new yieldloop kernel and return its result.
+
+    ``main`` may be an async function or a generator function (called with
+    ``args``), a coroutine or generator object, or any awaitable such as
+    ``gather(...)``. ``run`` returns when ``main`` *and every task spawned
+    beside it* have finished, and raises ``main``'s exception if it raised
+    one.
+
+    Ctrl-C (SIGINT, when ``run`` is in the main thread and the default
+    handler is installed) cancels every task at its next checkpoint; once
+    all ``finally`` blocks ran, ``run`` raises :class:`KeyboardInterrupt`. A
+    second Ctrl-C raises at once. ``SystemExit`` or ``KeyboardInterrupt``
+    raised inside any task work the same way.
+
+    Keyword arguments:
+
+    * ``clock`` - where time comes from (default :class:`MonotonicClock`);
+      pass :class:`~yieldloop.testing.VirtualClock` to run on virtual time.
+    * ``on_emit`` - called with every value a task yields that is not a
+      request, instead of raising ``TypeError`` in that task. The task is
+      resumed with None. (This is how the first scheduler of the tutorial
+      printed ``Got: ...`` for the values a generator produced.)
+    """
+    if local.kernel is not None:
+        if isinstance(main, (types.CoroutineType, types.GeneratorType)):
+            main.close()
+        raise RuntimeError(
+            "yieldloop.run() cannot be called while a yieldloop run is already active in "
+            "this thread; await the coroutine (or spawn it in a TaskGroup) instead"
+        )
+    try:
+        kernel = Kernel(clock, on_emit)
+    except BaseException:
+        if isinstance(main, (types.CoroutineType, types.GeneratorType)):
+            main.close()
+        raise
+    coro = coerce_coroutine(main, args, "run")
+    return kernel.run(coro, _name_of(main, coro))
+

@@ -1,0 +1,217 @@
+"""The Task: one coroutine being run by the kernel.
+
+Layer 1 (kernel). A task holds its coroutine, the value it will be resumed
+with, the innermost cancel scope it is in, and - while it is parked - the
+callback that can abort its wait. Everything the hot loop touches is a slot.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from ._errors import Cancelled, RunFinishedError, TaskCancelled
+from ._scope import cancel_task
+from ._state import running_kernel
+
+if TYPE_CHECKING:
+    from ._kernel import Kernel
+    from ._scope import CancelScope
+
+__all__ = ["Task", "TaskOwner"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+#: The coroutine objects a task can run: native coroutines and generators.
+AnyCoroutine = Coroutine[Any, Any, T] | Generator[Any, Any, T]
+
+
+class TaskOwner(Protocol):
+    """What a task reports to when it finishes (a task group, or the run)."""
+
+    def _child_done(self, task: Task[Any]) -> None: ...
+
+
+class _Aborting:
+    """Marker in ``Task._abort`` while the kernel is calling an abort function."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<aborting>"
+
+
+ABORTING: Any = _Aborting()
+
+
+class Task(Generic[T_co]):
+    """A coroutine running concurrently inside a task group.
+
+    Tasks are made by :meth:`TaskGroup.spawn <yieldloop.TaskGroup.spawn>` and
+    :func:`~yieldloop.gather`, never directly. ``await task`` (or ``yield from
+    task`` in a generator) waits for it and returns its result or raises its
+    exception. An exception raised by a task *also* always reaches the task
+    group it belongs to: awaiting a task never hides an error from its group.
+    """
+
+    __slots__ = (
+        "name",
+        "context",
+        "_coro",
+        "_run",
+        "_send",
+        "_next",
+        "_val",
+        "_scope",
+        "_cancel_scope",
+        "_abort",
+        "_timer_seq",
+        "_owner",
+        "_kernel",
+        "_done",
+        "_result",
+        "_exc",
+        "_waiters",
+        "_wait_info",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        coro: AnyCoroutine[T_co],
+        name: str,
+        owner: TaskOwner,
+        scope: CancelScope,
+        context: contextvars.Context,
+    ) -> None:
+        #: The task's name (for errors, reprs and traces).
+        self.name = name
+        #: The :class:`contextvars.Context` the task runs in (a copy of its spawner's).
+        self.context = context
+        self._coro: AnyCoroutine[T_co] | None = coro
+        self._run: Callable[..., Any] | None = context.run
+        send = coro.send
+        self._send: Callable[[Any], Any] | None = send
+        self._next: Callable[[Any], Any] | None = send
+        self._val: Any = None
+        self._scope = scope
+        self._cancel_scope: CancelScope | None = None
+        self._abort: Any = None
+        self._timer_seq = 0
+        self._owner = owner
+        self._kernel = kernel
+        self._done = False
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._waiters: dict[Task[Any], None] | None = None
+        #: What the task is parked on (for reprs and reports), or None.
+        self._wait_info: Any = None
+
+    # ------------------------------------------------------------ public API
+
+    def done(self) -> bool:
+        """True once the task has finished (returned, raised or was cancelled)."""
+        return self._done
+
+    def cancelled(self) -> bool:
+        """True if the task finished because it was cancelled."""
+        return self._done and isinstance(self._exc, Cancelled)
+
+    def result(self) -> T_co:
+        """The task's return value.
+
+        Raises the task's exception if it raised one, :class:`TaskCancelled`
+        if it was cancelled, and ``RuntimeError`` if it has not finished.
+        """
+        if not self._done:
+            raise RuntimeError(f"task {self.name!r} has not finished yet")
+        exc = self._exc
+        if exc is not None:
+            if isinstance(exc, Cancelled):
+                raise TaskCancelled(f"task {self.name!r} was cancelled") from exc
+            raise exc
+        return self._result  # type: ignore[no-any-return]
+
+    def exception(self) -> BaseException | None:
+        """The exception the task raised, or None if it returned normally.
+
+        Raises :class:`TaskCancelled` if the task was cancelled and
+        ``RuntimeError`` if it has not finished.
+        """
+        if not self._done:
+            raise RuntimeError(f"task {self.name!r} has not finished yet")
+        exc = self._exc
+        if isinstance(exc, Cancelled):
+            raise TaskCancelled(f"task {self.name!r} was cancelled") from exc
+        return exc
+
+    def cancel(self) -> None:
+        """Cancel this task (and only it): its checkpoints raise
+        :class:`~yieldloop.Cancelled` until it exits. The task still runs its
+        ``finally`` blocks; ``await task`` then raises :class:`TaskCancelled`.
+        A cancelled task is not an error for its group. No effect once done."""
+        if self._done:
+            return
+        if running_kernel() is not self._kernel:
+            raise RunFinishedError(
+                f"task {self.name!r} belongs to another yieldloop.run() "
+                "(or its run has finished)"
+            )
+        cancel_task(self)
+
+    def __await__(self) -> Generator[Any, Any, T_co]:
+        if not self._done:
+            kernel = running_kernel()
+            if kernel is not self._kernel or kernel is None:
+                raise RunFinishedError(
+                    f"task {self.name!r} belongs to another yieldloop.run() "
+                    "(or its run has finished)"
+                )
+            waiter = kernel.current_task
+            if waiter is self:
+                raise RuntimeError(f"task {self.name!r} cannot await itself")
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = {}
+            waiters[waiter] = None  # type: ignore[index]
+            # The kernel resumes us when the task is done (or throws Cancelled).
+            yield ("park", _abort_join, self)
+        return self.result()
+
+    __iter__ = __await__
+
+    def __repr__(self) -> str:
+        if self._done:
+            if self._exc is None:
+                state = "done"
+            elif isinstance(self._exc, Cancelled):
+                state = "cancelled"
+            else:
+                state = f"failed {type(self._exc).__name__}"
+        elif self._abort is None:
+            state = "runnable"
+        else:
+            state = "waiting"
+            if self._wait_info is not None:
+                state += f" on {self._wait_info!r}"
+        return f"<Task {self.name!r} {state}>"
+
+    # ------------------------------------------------------------ internal
+
+    def _throw(self, exc: BaseException) -> Any:
+        # Used as ``_next`` for one step: resume by raising ``exc`` at the await.
+        self._next = self._send
+        assert self._coro is not None
+        return self._coro.throw(exc)
+
+
+def _abort_join(waiter: Task[Any]) -> bool:
+    # ``await task`` was cancelled: stop waiting for that task.
+    target: Task[Any] = waiter._wait_info
+    waiters = target._waiters
+    if waiters is not None:
+        waiters.pop(waiter, None)
+    return True

@@ -1,0 +1,1 @@
+"""Layer 2: structured concurrency (task groups, gather, timeouts) over the kernel."""

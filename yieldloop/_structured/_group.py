@@ -1,0 +1,316 @@
+"""Task groups, ``start`` with a task status, and ``gather``.
+
+Layer 2. A :class:`TaskGroup` is the owner of the tasks spawned in it: each
+child reports to :meth:`TaskGroup._child_done` when it finishes. The group's
+body parks at ``__aexit__`` until the last child is done; the first error
+cancels the group's scope, and every error is raised together at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from types import CoroutineType, GeneratorType, TracebackType
+from typing import Any, Generic, TypeVar
+
+from .._kernel._errors import Cancelled, RunFinishedError
+from .._kernel._kernel import Kernel, _name_of, coerce_coroutine
+from .._kernel._requests import park
+from .._kernel._scope import CancelScope, reparent_task
+from .._kernel._state import current_kernel, running_kernel
+from .._kernel._task import Task
+
+__all__ = ["TaskGroup", "TaskStatus", "TASK_STATUS_IGNORED", "gather"]
+
+T = TypeVar("T")
+_FATAL = (KeyboardInterrupt, SystemExit)
+
+
+class TaskGroup:
+    """A scope that owns concurrently running tasks (trio calls it a nursery).
+
+    ::
+
+        async with yieldloop.TaskGroup() as tg:
+            tg.spawn(fetch, url1)
+            tg.spawn(fetch, url2)
+        # both fetches have finished here
+
+    The ``async with`` block does not exit until every task spawned in the
+    group has finished. If a task (or the body) raises, the group cancels
+    everything else inside it and then raises an :class:`ExceptionGroup`
+    (a :class:`BaseExceptionGroup` if it holds non-``Exception`` errors)
+    with every error, in the order they happened. A lone
+    ``KeyboardInterrupt``/``SystemExit`` is raised as itself.
+    """
+
+    __slots__ = (
+        "cancel_scope",
+        "_kernel",
+        "_parent_task",
+        "_nchildren",
+        "_errors",
+        "_state",
+        "_waiting",
+    )
+
+    def __init__(self) -> None:
+        #: The :class:`CancelScope` around the body and every child; cancel it
+        #: to cancel the whole group.
+        self.cancel_scope = CancelScope()
+        self._kernel: Kernel | None = None
+        self._parent_task: Task[Any] | None = None
+        self._nchildren = 0
+        self._errors: list[BaseException] = []
+        self._state = 0  # 0 new, 1 open, 2 closed
+        self._waiting = False
+
+    async def __aenter__(self) -> TaskGroup:
+        if self._state != 0:
+            raise RuntimeError("a TaskGroup can only be entered once")
+        kernel = current_kernel()
+        self._kernel = kernel
+        self._parent_task = kernel.current_task
+        self.cancel_scope.__enter__()
+        self._state = 1
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if self._state != 1:
+            raise RuntimeError("this TaskGroup is not open")
+        if exc is not None and not isinstance(exc, Cancelled):
+            self._errors.append(exc)
+            self.cancel_scope.cancel()
+        if self._nchildren:
+            self._waiting = True
+            # Woken by _child_done when the last child finishes. If we are
+            # cancelled meanwhile, _abort_wait cancels the children and we go
+            # on waiting for them: a group never abandons its tasks.
+            await park(self._abort_wait, self)
+        self._state = 2
+        errors = self._errors
+        if not errors:
+            return self.cancel_scope.__exit__(exc_type, exc, tb)
+        self._errors = []
+        if len(errors) == 1 and isinstance(errors[0], _FATAL):
+            err: BaseException = errors[0]
+        else:
+            err = BaseExceptionGroup(_describe(errors), errors)
+        self.cancel_scope.__exit__(type(err), err, err.__traceback__)
+        if err is exc:
+            return False
+        raise err
+
+    def _abort_wait(self, task: Task[Any]) -> bool:
+        self.cancel_scope.cancel()
+        return False
+
+    def _child_done(self, task: Task[Any]) -> None:
+        self._nchildren -= 1
+        exc = task._exc
+        if exc is not None and not isinstance(exc, Cancelled):
+            self._errors.append(exc)
+            self.cancel_scope.cancel()
+        if not self._nchildren and self._waiting:
+            self._waiting = False
+            assert self._kernel is not None and self._parent_task is not None
+            self._kernel.reschedule(self._parent_task)
+
+    def _check_open(self, fn: Any) -> Kernel:
+        if self._state != 1:
+            if isinstance(fn, (CoroutineType, GeneratorType)):
+                fn.close()
+            state = "has not been entered" if self._state == 0 else "has already finished"
+            raise RuntimeError(f"cannot spawn a task: this TaskGroup {state}")
+        kernel = self._kernel
+        if running_kernel() is not kernel:
+            if isinstance(fn, (CoroutineType, GeneratorType)):
+                fn.close()
+            raise RunFinishedError("this TaskGroup belongs to another yieldloop.run()")
+        assert kernel is not None
+        return kernel
+
+    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
+        """Start ``fn(*args)`` as a new task in this group and return its
+        :class:`Task` at once (the task runs at the next scheduling round).
+
+        ``fn`` is an async function or a generator function; an
+        already-created coroutine or generator object is accepted too (with no
+        ``args``). ``name`` defaults to the function's qualified name.
+        """
+        kernel = self._check_open(fn)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        coro = coerce_coroutine(fn, args, "spawn")
+        task = kernel.spawn(coro, name or _name_of(fn, coro), self, self.cancel_scope)
+        self._nchildren += 1
+        return task
+
+    async def start(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Any:
+        """Start ``fn(*args, task_status=...)`` in this group and wait until it
+        calls ``task_status.started(value)``; return ``value``.
+
+        Until it reports readiness, the new task runs inside the *caller's*
+        cancel scope: if the caller is cancelled, so is the task, and if the
+        task fails (or exits without calling ``started()``), ``start`` raises
+        that error in the caller. After ``started()`` it belongs to the group.
+        This is how a server task says "I am listening now"::
+
+            port = await tg.start(serve, 0)
+        """
+        kernel = self._check_open(fn)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        caller = kernel.current_task
+        assert caller is not None
+        status: TaskStatus[Any] = TaskStatus(self, caller, kernel)
+        if not callable(fn):
+            raise TypeError(f"start() needs an async function, got {fn!r}")
+        coro = coerce_coroutine(fn(*args, task_status=status), (), "start")
+        status._task = kernel.spawn(coro, name or _name_of(fn, coro), status, caller._scope)
+        return await park(status._abort, status)
+
+    def __repr__(self) -> str:
+        state = ("new", "open", "closed")[self._state]
+        return f"<TaskGroup {state}, {self._nchildren} running>"
+
+
+def _describe(errors: list[BaseException]) -> str:
+    n = len(errors)
+    return f"{n} error{'s' if n != 1 else ''} in a TaskGroup"
+
+
+class TaskStatus(Generic[T]):
+    """Passed as ``task_status`` to a function started with
+    :meth:`TaskGroup.start`; call :meth:`started` once it is ready."""
+
+    __slots__ = ("_group", "_caller", "_kernel", "_task", "_state")
+
+    def __init__(self, group: TaskGroup, caller: Task[Any], kernel: Kernel) -> None:
+        self._group = group
+        self._caller = caller
+        self._kernel = kernel
+        self._task: Task[Any] | None = None
+        self._state = 0  # 0 starting, 1 started, 2 exited before starting
+
+    def started(self, value: T | None = None) -> None:
+        """Report that the task is ready: ``await tg.start(...)`` returns
+        ``value`` and the task moves into the group. Call it exactly once."""
+        if self._state != 0:
+            raise RuntimeError("task_status.started() can only be called once")
+        group = self._group
+        if group._state != 1:
+            raise RuntimeError("cannot start: the TaskGroup has already finished")
+        task = self._task
+        assert task is not None
+        self._state = 1
+        reparent_task(task, group.cancel_scope)
+        task._owner = group
+        group._nchildren += 1
+        self._kernel.reschedule(self._caller, value)
+
+    def _abort(self, caller: Task[Any]) -> bool:
+        # The caller was cancelled: the starting task is inside the caller's
+        # scope, so it is being cancelled too. Wait for it to exit.
+        return False
+
+    def _child_done(self, task: Task[Any]) -> None:
+        self._state = 2
+        exc = task._exc
+        if exc is None:
+            exc = RuntimeError(
+                f"task {task.name!r} exited without calling task_status.started()"
+            )
+        elif isinstance(exc, Cancelled):
+            exc = Cancelled()
+        self._kernel.reschedule_throw(self._caller, exc)
+
+    def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
+        # The ("spawn", ...) request from a task that is still starting
+        # starts a sibling in the group it is being started into.
+        return self._group.spawn(fn, *args, name=name)
+
+    def __repr__(self) -> str:
+        return f"<TaskStatus of {self._task!r}>"
+
+
+class _IgnoredStatus:
+    """The default ``task_status``: ``started()`` does nothing."""
+
+    __slots__ = ()
+
+    def started(self, value: object = None) -> None:
+        """Do nothing (the function was spawned, not started)."""
+
+    def __repr__(self) -> str:
+        return "TASK_STATUS_IGNORED"
+
+
+#: Default for a ``task_status`` parameter, so the function can also be spawned
+#: normally: ``async def serve(port, *, task_status=TASK_STATUS_IGNORED)``.
+TASK_STATUS_IGNORED: Any = _IgnoredStatus()
+
+
+class _Gather(Generic[T]):
+    """The awaitable returned by :func:`gather`."""
+
+    __slots__ = ("_coros",)
+
+    def __init__(self, aws: tuple[Any, ...]) -> None:
+        coros: list[Any] = []
+        for i, aw in enumerate(aws):
+            try:
+                coros.append(coerce_coroutine(aw, (), "gather"))
+            except BaseException:
+                for c in coros:
+                    c.close()
+                for rest in aws[i + 1 :]:
+                    if isinstance(rest, (CoroutineType, GeneratorType)):
+                        rest.close()
+                raise
+        self._coros: list[Any] | None = coros
+
+    def __await__(self) -> Generator[Any, Any, list[T]]:
+        return self._run().__await__()
+
+    __iter__ = __await__
+
+    async def _run(self) -> list[T]:
+        coros = self._coros
+        if coros is None:
+            raise RuntimeError("a gather() can only be awaited once")
+        self._coros = None
+        tasks: list[Task[Any]] = []
+        failure: BaseExceptionGroup[Any] | None = None
+        try:
+            async with TaskGroup() as tg:
+                for coro in coros:
+                    tasks.append(tg.spawn(coro))
+        except BaseExceptionGroup as eg:
+            failure = eg
+        if failure is not None:
+            if len(failure.exceptions) == 1:
+                raise failure.exceptions[0]
+            raise failure
+        return [t._result for t in tasks]
+
+    def __repr__(self) -> str:
+        n = "awaited" if self._coros is None else f"{len(self._coros)} awaitables"
+        return f"<gather {n}>"
+
+
+def gather(*aws: Any) -> _Gather[Any]:
+    """Run awaitables (coroutines, generators, tasks, ...) concurrently and
+    return their results as a list, in the order given.
+
+    They run as tasks in a task group of their own: the first error cancels
+    the others, and once they have all stopped it is raised as it is (several
+    errors together come as an :class:`ExceptionGroup`, the first one first).
+    Works as ``await gather(...)``, ``yield from gather(...)``, and directly
+    as ``yieldloop.run(gather(...))``.
+    """
+    return _Gather(aws)
