@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._kernel._errors import RunFinishedError
 from ._kernel._kernel import KNOWN_REQUESTS, Kernel
 from ._kernel._requests import park, wait_readable, wait_writable
-from ._kernel._state import current_kernel
+from ._kernel._state import current_kernel, running_kernel
 from ._kernel._task import Task
 
 __all__ = [
@@ -33,11 +34,20 @@ __all__ = [
 ]
 
 
+def _kernel_of(task: Task[Any]) -> Kernel:
+    kernel = task._kernel
+    if kernel is None or kernel is not running_kernel():
+        raise RunFinishedError(f"{task!r} does not belong to the yieldloop run in this thread")
+    return kernel
+
+
 def reschedule(task: Task[Any], value: Any = None) -> None:
-    """Wake a task suspended in :func:`park`; ``park`` returns ``value``."""
-    task._kernel.reschedule(task, value)
+    """Wake a task suspended in :func:`park`; ``park`` returns ``value``.
+    Raises ``RuntimeError`` if the task is not parked."""
+    _kernel_of(task).reschedule(task, value)
 
 
 def reschedule_throw(task: Task[Any], exc: BaseException) -> None:
-    """Wake a task suspended in :func:`park` by raising ``exc`` there."""
-    task._kernel.reschedule_throw(task, exc)
+    """Wake a task suspended in :func:`park` by raising ``exc`` there.
+    Raises ``RuntimeError`` if the task is not parked."""
+    _kernel_of(task).reschedule_throw(task, exc)

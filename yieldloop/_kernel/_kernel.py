@@ -35,7 +35,6 @@ it comes up (or dropped when more than half of the heap is stale).
 
 from __future__ import annotations
 
-import contextvars
 import heapq
 import itertools
 import logging
@@ -50,6 +49,7 @@ import types
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextvars import copy_context
 from typing import Any
 
 from ._clock import Clock, MonotonicClock
@@ -154,7 +154,7 @@ class _RunOwner:
     def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
         kernel = self.kernel
         coro = coerce_coroutine(fn, args, "spawn")
-        return kernel.spawn(coro, name or _name_of(fn, coro), self, kernel.root_scope)
+        return kernel.spawn(coro, name, self, kernel.root_scope)
 
     def _child_done(self, task: Task[Any]) -> None:
         exc = task._exc
@@ -239,7 +239,7 @@ class Kernel:
     def spawn(
         self,
         coro: AnyCoroutine[Any],
-        name: str,
+        name: str | None,
         owner: TaskOwner,
         scope: CancelScope,
     ) -> Task[Any]:
@@ -251,7 +251,7 @@ class Kernel:
         if self._closed:
             coro.close()
             raise RuntimeError("this yieldloop run has finished; cannot spawn tasks into it")
-        task: Task[Any] = Task(self, coro, name, owner, scope, contextvars.copy_context())
+        task: Task[Any] = Task(coro, name, owner, scope, copy_context())
         scope._tasks[task] = None
         self.ntasks += 1
         self.ready.append(task)
@@ -314,17 +314,19 @@ class Kernel:
     def _task_exit(self, task: Task[Any], result: Any, exc: BaseException | None) -> None:
         task._done = True
         task._result = result
+        task._exc = exc
         if exc is not None:
             tb = exc.__traceback__
             if tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
                 exc.__traceback__ = tb.tb_next  # hide the kernel's own frame
-            task._exc = exc
             if isinstance(exc, _FATAL):
                 self.set_fatal(exc)
-        task._coro = task._run = task._send = task._next = None
         task._val = None
         task._abort = None
-        detach_task(task)
+        if task._cancel_scope is None:
+            del task._scope._tasks[task]
+        else:
+            detach_task(task)
         self.ntasks -= 1
         waiters = task._waiters
         if waiters:
@@ -736,7 +738,7 @@ class Kernel:
 
         close_scope(self.root_scope)
         for t in tasks:
-            if id(t) in seen or t._coro is None:
+            if id(t) in seen or t._done:
                 continue
             seen.add(id(t))
             try:
@@ -825,7 +827,7 @@ class Kernel:
                 task = popleft()
                 self.current_task = task
                 try:
-                    req = task._run(task._next, task._val)  # type: ignore[misc]
+                    req = task.context.run(task._next, task._coro, task._val)
                 except StopIteration as exc:
                     task_exit(task, exc.value, None)
                     continue

@@ -57,11 +57,9 @@ class Task(Generic[T_co]):
     """
 
     __slots__ = (
-        "name",
+        "_name",
         "context",
         "_coro",
-        "_run",
-        "_send",
         "_next",
         "_val",
         "_scope",
@@ -69,7 +67,6 @@ class Task(Generic[T_co]):
         "_abort",
         "_timer_seq",
         "_owner",
-        "_kernel",
         "_done",
         "_result",
         "_exc",
@@ -80,37 +77,54 @@ class Task(Generic[T_co]):
 
     def __init__(
         self,
-        kernel: Kernel,
         coro: AnyCoroutine[T_co],
-        name: str,
+        name: str | None,
         owner: TaskOwner,
         scope: CancelScope,
         context: contextvars.Context,
     ) -> None:
-        #: The task's name (for errors, reprs and traces).
-        self.name = name
+        self._name = name
         #: The :class:`contextvars.Context` the task runs in (a copy of its spawner's).
         self.context = context
-        self._coro: AnyCoroutine[T_co] | None = coro
-        self._run: Callable[..., Any] | None = context.run
-        send = coro.send
-        self._send: Callable[[Any], Any] | None = send
-        self._next: Callable[[Any], Any] | None = send
+        self._coro: AnyCoroutine[T_co] = coro
+        # How the kernel resumes the coroutine: ``context.run(_next, coro, _val)``.
+        # ``type(coro).send`` is shared by all tasks: no per-task bound method.
+        self._next: Callable[[Any, Any], Any] = coro.__class__.send
         self._val: Any = None
         self._scope = scope
         self._cancel_scope: CancelScope | None = None
         self._abort: Any = None
-        self._timer_seq = 0
         self._owner = owner
-        self._kernel = kernel
         self._done = False
-        self._result: Any = None
-        self._exc: BaseException | None = None
         self._waiters: dict[Task[Any], None] | None = None
-        #: What the task is parked on (for reprs and reports), or None.
-        self._wait_info: Any = None
+        # Set when first needed (kept out of __init__: spawning is a hot path):
+        # _result, _exc (at exit), _timer_seq (when a timer is armed), and
+        # _wait_info (what the task is parked on, set with _abort).
+        self._result: Any
+        self._exc: BaseException | None
+        self._timer_seq: int
+        self._wait_info: Any
+
+    @property
+    def _kernel(self) -> Kernel | None:
+        return self._scope._kernel
 
     # ------------------------------------------------------------ public API
+
+    @property
+    def name(self) -> str:
+        """The task's name (for errors, reprs and traces); by default the
+        qualified name of its function."""
+        name = self._name
+        if name is None:
+            name = self._name = _coro_name(self._coro)
+        return name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"a task name must be a str, got {value!r}")
+        self._name = value
 
     def done(self) -> bool:
         """True once the task has finished (returned, raised or was cancelled)."""
@@ -201,11 +215,15 @@ class Task(Generic[T_co]):
 
     # ------------------------------------------------------------ internal
 
-    def _throw(self, exc: BaseException) -> Any:
+    def _throw(self, coro: Any, exc: BaseException) -> Any:
         # Used as ``_next`` for one step: resume by raising ``exc`` at the await.
-        self._next = self._send
-        assert self._coro is not None
-        return self._coro.throw(exc)
+        self._next = coro.__class__.send
+        return coro.throw(exc)
+
+
+def _coro_name(coro: Any) -> str:
+    name = getattr(coro, "__qualname__", None)
+    return name if isinstance(name, str) else repr(coro)
 
 
 def _abort_join(waiter: Task[Any]) -> bool:

@@ -13,7 +13,7 @@ from types import CoroutineType, GeneratorType, TracebackType
 from typing import Any, Generic, TypeVar
 
 from .._kernel._errors import Cancelled, RunFinishedError
-from .._kernel._kernel import Kernel, _name_of, coerce_coroutine
+from .._kernel._kernel import Kernel, coerce_coroutine
 from .._kernel._requests import park
 from .._kernel._scope import CancelScope, reparent_task
 from .._kernel._state import current_kernel, running_kernel
@@ -142,11 +142,12 @@ class TaskGroup:
         already-created coroutine or generator object is accepted too (with no
         ``args``). ``name`` defaults to the function's qualified name.
         """
-        kernel = self._check_open(fn)
+        if self._state != 1:
+            self._check_open(fn)
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r}")
         coro = coerce_coroutine(fn, args, "spawn")
-        task = kernel.spawn(coro, name or _name_of(fn, coro), self, self.cancel_scope)
+        task = self._kernel.spawn(coro, name, self, self.cancel_scope)  # type: ignore[union-attr]
         self._nchildren += 1
         return task
 
@@ -171,7 +172,7 @@ class TaskGroup:
         if not callable(fn):
             raise TypeError(f"start() needs an async function, got {fn!r}")
         coro = coerce_coroutine(fn(*args, task_status=status), (), "start")
-        status._task = kernel.spawn(coro, name or _name_of(fn, coro), status, caller._scope)
+        status._task = kernel.spawn(coro, name, status, caller._scope)
         return await park(status._abort, status)
 
     def __repr__(self) -> str:
