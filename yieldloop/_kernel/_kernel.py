@@ -146,6 +146,8 @@ class _RunOwner:
     """The owner of the main task and of tasks spawned beside it: the run
     itself behaves like a task group whose body is ``main``."""
 
+    __slots__ = ("errors", "kernel", "main")
+
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.main: Task[Any] | None = None
@@ -168,6 +170,8 @@ class _SystemOwner:
     """Owner of housekeeping tasks (async generator finalizers): errors are
     logged, never lost, and never cancel the program."""
 
+    __slots__ = ()
+
     def _child_done(self, task: Task[Any]) -> None:
         exc = task._exc
         if exc is not None and not isinstance(exc, Cancelled):
@@ -182,6 +186,38 @@ class Kernel:
     :meth:`try_abort`, :meth:`add_timer`, :meth:`now`,
     :meth:`call_soon_threadsafe`.
     """
+
+    __slots__ = (
+        "__weakref__",
+        "_asyncgens",
+        "_closed",
+        "_fd_masks",
+        "_handlers",
+        "_idle",
+        "_ki_count",
+        "_ki_pending",
+        "_owner",
+        "_poller",
+        "_readers",
+        "_seq",
+        "_system_owner",
+        "_thread",
+        "_threadsafe",
+        "_wake_fd",
+        "_wake_r",
+        "_wake_w",
+        "_writers",
+        "clock",
+        "current_task",
+        "fatal",
+        "now",
+        "ntasks",
+        "on_emit",
+        "ready",
+        "root_scope",
+        "stale_timers",
+        "timers",
+    )
 
     def __init__(
         self, clock: Clock | None = None, on_emit: Callable[[Any], Any] | None = None
@@ -322,7 +358,6 @@ class Kernel:
             if isinstance(exc, _FATAL):
                 self.set_fatal(exc)
         task._val = None
-        task._abort = None
         if task._cancel_scope is None:
             del task._scope._tasks[task]
         else:
@@ -821,9 +856,7 @@ class Kernel:
                 self.set_fatal(KeyboardInterrupt())
 
             # ---- 2. run every task that is ready now (not the ones they wake)
-            n = len(ready)
-            while n:
-                n -= 1
+            for _ in range(len(ready)):
                 task = popleft()
                 self.current_task = task
                 try:
@@ -880,6 +913,18 @@ async def _await_it(aw: Awaitable[Any]) -> Any:
     return await aw
 
 
+def coerce_returned(fn: Any, obj: Any, what: str) -> AnyCoroutine[Any]:
+    """The rest of :func:`coerce_coroutine`, once ``fn(*args)`` returned ``obj``
+    and ``obj`` is not a coroutine or generator object."""
+    if hasattr(obj, "__await__"):
+        return _await_it(obj)
+    raise TypeError(
+        f"{what}() needs an async function or a generator function, but "
+        f"{_name_of(fn, None)} returned {obj!r} (not a coroutine or generator). "
+        "Did you pass a regular function?"
+    )
+
+
 def coerce_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> AnyCoroutine[Any]:
     """Turn what the user passed to ``run``/``spawn``/``gather`` into a
     coroutine object the kernel can step, or raise a clear ``TypeError``.
@@ -893,15 +938,7 @@ def coerce_coroutine(fn: Any, args: tuple[Any, ...], what: str) -> AnyCoroutine[
         cls = obj.__class__
         if cls is types.CoroutineType or cls is types.GeneratorType:
             return obj  # type: ignore[no-any-return]
-        fn = obj
-        args = ()
-        if hasattr(obj, "__await__"):
-            return _await_it(obj)
-        raise TypeError(
-            f"{what}() needs an async function or a generator function, but the "
-            f"function returned {obj!r} (not a coroutine or generator). "
-            "Did you pass a regular function?"
-        )
+        return coerce_returned(fn, obj, what)
     if cls is types.CoroutineType or cls is types.GeneratorType:
         if args:
             fn.close()

@@ -49,12 +49,29 @@ def _awaitable(fn: Callable[..., Generator[Any, Any, T_co]]) -> Callable[..., Aw
     return types.coroutine(fn)  # type: ignore[return-value]
 
 
+class _Checkpoint:
+    """The awaitable returned by ``sleep(0)`` and ``checkpoint()``: one
+    shared object that yields the ``("checkpoint",)`` request once.
+
+    ``__await__``/``__iter__`` are the bound ``__iter__`` of a one-item tuple,
+    so awaiting it makes a tuple iterator in C: no generator, no Python frame.
+    The hot path of every busy program goes through here.
+    """
+
+    __slots__ = ()
+    __await__ = (CHECKPOINT,).__iter__
+    __iter__ = (CHECKPOINT,).__iter__
+
+    def __repr__(self) -> str:
+        return "<yieldloop checkpoint>"
+
+
+_CHECKPOINT: Awaitable[None] = _Checkpoint()  # type: ignore[assignment]
+
+
 @_awaitable
 def _sleep(seconds: float) -> Generator[Any, Any, None]:
-    if seconds == 0:
-        yield CHECKPOINT
-    else:
-        yield ("sleep", seconds)
+    yield ("sleep", seconds)
 
 
 def sleep(seconds: float) -> Awaitable[None]:
@@ -64,14 +81,9 @@ def sleep(seconds: float) -> Awaitable[None]:
     (which is the same as the raw request ``yield ("sleep", 1)``). Raises
     ``TypeError``/``ValueError`` for a non-number or NaN; negative means 0.
     """
+    if seconds == 0:
+        return _CHECKPOINT
     return _sleep(seconds)
-
-
-# The function call above costs one frame; the hot path uses the generator
-# function directly. Keep the documented signature on it.
-_sleep.__doc__ = sleep.__doc__
-_sleep.__name__ = _sleep.__qualname__ = "sleep"
-sleep = _sleep
 
 
 @_awaitable
@@ -88,12 +100,11 @@ def sleep_forever() -> Generator[Any, Any, None]:
     raise RuntimeError("sleep_forever() woke up without being cancelled")  # pragma: no cover
 
 
-@_awaitable
-def checkpoint() -> Generator[Any, Any, None]:
+def checkpoint() -> Awaitable[None]:
     """Let other tasks run, and raise :class:`~yieldloop.Cancelled` here if
     the current task is inside a cancelled scope. ``yield`` alone does the
     same in a generator coroutine."""
-    yield CHECKPOINT
+    return _CHECKPOINT
 
 
 def current_time() -> float:

@@ -9,11 +9,11 @@ cancels the group's scope, and every error is raised together at the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from types import CoroutineType, GeneratorType, TracebackType
+from types import CoroutineType, FunctionType, GeneratorType, TracebackType
 from typing import Any, Generic, TypeVar
 
 from .._kernel._errors import Cancelled, RunFinishedError
-from .._kernel._kernel import Kernel, coerce_coroutine
+from .._kernel._kernel import Kernel, coerce_coroutine, coerce_returned
 from .._kernel._requests import park
 from .._kernel._scope import CancelScope, reparent_task
 from .._kernel._state import current_kernel, running_kernel
@@ -144,9 +144,15 @@ class TaskGroup:
         """
         if self._state != 1:
             self._check_open(fn)
-        if name is not None and not isinstance(name, str):
+        if name is not None and name.__class__ is not str:
             raise TypeError(f"name must be a str, got {name!r}")
-        coro = coerce_coroutine(fn, args, "spawn")
+        if fn.__class__ is FunctionType:  # fast path: an async or generator function
+            coro = fn(*args)
+            cls = coro.__class__
+            if cls is not CoroutineType and cls is not GeneratorType:
+                coro = coerce_returned(fn, coro, "spawn")
+        else:
+            coro = coerce_coroutine(fn, args, "spawn")
         task = self._kernel.spawn(coro, name, self, self.cancel_scope)  # type: ignore[union-attr]
         self._nchildren += 1
         return task
