@@ -17,6 +17,7 @@ awaitables and the documented requests.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import os
@@ -281,12 +282,12 @@ class Demo:
         # The corner stands for the tick at 0.
         axis = "".join(tick if i and i % per_step == 0 else line for i in range(width + 1))
         lines.append(" " * label_width + corner + axis)
-        scale = "seconds".rjust(label_width)
+        under = "seconds".rjust(label_width)
         for k, label in enumerate(labels):
             at = label_width + 1 + k * per_step  # column of tick k
-            if len(scale) < at:  # drop a label that would run into the previous one
-                scale = scale.ljust(at) + label
-        lines.append(scale)
+            if len(under) < at:  # drop a label that would run into the previous one
+                under = under.ljust(at) + label
+        lines.append(under)
         legend = "   ".join(
             f"{style.paint(style.glyph(s), s)} {_MESSAGES[s]}" for s in (DOWNLOAD, CONNECT, WRITE)
         )
@@ -318,8 +319,17 @@ def _fmt(value: float) -> str:
 
 # ====================================================================== run
 
-_VERSIONS: list[tuple[str, str, list[str], str]] = [
-    (
+
+@dataclass(frozen=True)
+class _Version:
+    short: str  # its name in the summary
+    title: str
+    code: list[str]  # the gist of the code, shown under the heading
+    body: Callable[[Demo], None]
+
+
+_VERSIONS = [
+    _Version(
         "blocking",
         "blocking: time.sleep()",
         [
@@ -327,9 +337,9 @@ _VERSIONS: list[tuple[str, str, list[str], str]] = [
             "def write_db(page): time.sleep(0.5); time.sleep(1)",
             "for n in 1, 2, 3: worker(n)         # one after another",
         ],
-        "blocking",
+        Demo.blocking,
     ),
-    (
+    _Version(
         "generators",
         "generators: yield requests to a scheduler",
         [
@@ -337,9 +347,9 @@ _VERSIONS: list[tuple[str, str, list[str], str]] = [
             "def worker(n): page = yield from get_page(); yield from write_db(page)",
             "yieldloop.run(yieldloop.gather(worker(1), worker(2), worker(3)))",
         ],
-        "generators",
+        Demo.generators,
     ),
-    (
+    _Version(
         "async/await",
         "async/await: the same machinery, nicer syntax",
         [
@@ -347,7 +357,7 @@ _VERSIONS: list[tuple[str, str, list[str], str]] = [
             "async def worker(n): page = await get_page(); await write_db(page)",
             "yieldloop.run(yieldloop.gather(worker(1), worker(2), worker(3)))",
         ],
-        "async_await",
+        Demo.async_await,
     ),
 ]
 
@@ -369,8 +379,7 @@ def run_demo(
     per_worker = PAGE_S + CONNECT_S + WRITE_S
     nominal = per_worker * (len(WORKERS) if not skip_blocking else 1) * scale
 
-    title = "yieldloop demo: from yield to async/await"
-    demo.print(style.paint(title, "heading"))
+    demo.print(style.paint("yieldloop demo: from yield to async/await", "heading"))
     demo.print(
         f"Three workers: download a page ({PAGE_S:g} s), connect to a db "
         f"({CONNECT_S:g} s), write ({WRITE_S:g} s)."
@@ -380,15 +389,15 @@ def run_demo(
 
     results: list[tuple[str, float]] = []
     span = nominal
-    for number, (short, title, code, method) in enumerate(versions, 1):
-        demo.heading(number, len(versions), title, code)
-        section = demo.run_section(short, getattr(demo, method))
+    for number, version in enumerate(versions, 1):
+        short = version.short
+        demo.heading(number, len(versions), version.title, version.code)
+        section = demo.run_section(short, functools.partial(version.body, demo))
         span = max(span, _end(section))
         demo.print()
         for line in demo.timeline(section, span):
             demo.print(line)
         demo.print()
-        note = ""
         if results and results[0][0] == "blocking" and section.elapsed > 0:
             note = f"  ({results[0][1] / section.elapsed:.1f}x faster than blocking)"
         elif short == "blocking":

@@ -727,7 +727,7 @@ class Kernel:
                 main_exc is not None
                 and main_exc is not fatal
                 and fatal.__context__ is None
-                and not isinstance(main_exc, (Cancelled, BaseExceptionGroup))
+                and not isinstance(main_exc, Cancelled)
             ):
                 fatal.__context__ = main_exc
             raise fatal

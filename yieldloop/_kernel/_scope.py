@@ -63,6 +63,7 @@ class CancelScope:
         "_kernel",
         "_timer_seq",
         "_state",
+        "_deadline_hit",
         "__weakref__",
     )
 
@@ -84,6 +85,7 @@ class CancelScope:
         self._kernel: Kernel | None = None
         self._timer_seq = 0
         self._state = 0
+        self._deadline_hit = False
 
     # ------------------------------------------------------------------ public
 
@@ -160,6 +162,11 @@ class CancelScope:
         task = self._task
         if self._state != 1 or task is None:
             raise RuntimeError("this CancelScope was not entered (or was already exited)")
+        kernel = self._kernel
+        if kernel is not None and kernel.current_task is not task:
+            raise RuntimeError(
+                f"a cancel scope entered in task {task.name!r} must be exited in that task"
+            )
         if task._scope is not self:
             raise RuntimeError(
                 f"cancel scopes exited out of order in task {task.name!r}: "
@@ -213,6 +220,7 @@ class CancelScope:
         if self._deadline == _INF:
             return
         if self._deadline <= kernel.now():
+            self._deadline_hit = True
             self.cancel()
         else:
             kernel.add_timer(self._deadline, self)
@@ -227,6 +235,7 @@ class CancelScope:
     def _timer_fired(self) -> None:
         # Called by the kernel when our deadline entry comes up and is current.
         self._timer_seq = 0
+        self._deadline_hit = True
         self.cancel()
 
 
@@ -311,6 +320,7 @@ def cancel_task(task: Task[Any]) -> None:
         root = CancelScope()
         root._state = 1
         root._kernel = task._kernel
+        root._task = task  # so own_bottom_scope() sees it as the task's own
         root._parent = outer
         outer._children[root] = None
         root._eff = outer._eff

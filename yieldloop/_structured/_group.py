@@ -8,6 +8,7 @@ cancels the group's scope, and every error is raised together at the end.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Generator
 from types import CoroutineType, FunctionType, GeneratorType, TracebackType
 from typing import Any, Generic, TypeVar
@@ -82,7 +83,11 @@ class TaskGroup:
     ) -> bool:
         if self._state != 1:
             raise RuntimeError("this TaskGroup is not open")
-        if exc is not None and not isinstance(exc, Cancelled):
+        if (
+            exc is not None
+            and not isinstance(exc, Cancelled)
+            and not any(e is exc for e in self._errors)
+        ):
             self._errors.append(exc)
             self.cancel_scope.cancel()
         if self._nchildren:
@@ -94,6 +99,11 @@ class TaskGroup:
         self._state = 2
         errors = self._errors
         if not errors:
+            if exc is None and self.cancel_scope._eff:
+                exc = Cancelled()
+                if self.cancel_scope.__exit__(Cancelled, exc, None):
+                    return True
+                raise exc
             return self.cancel_scope.__exit__(exc_type, exc, tb)
         self._errors = []
         if len(errors) == 1 and isinstance(errors[0], _FATAL):
@@ -106,7 +116,6 @@ class TaskGroup:
         raise err
 
     def _abort_wait(self, task: Task[Any]) -> bool:
-        self.cancel_scope.cancel()
         return False
 
     def _child_done(self, task: Task[Any]) -> None:
@@ -145,6 +154,8 @@ class TaskGroup:
         if self._state != 1:
             self._check_open(fn)
         if name is not None and name.__class__ is not str:
+            if isinstance(fn, (CoroutineType, GeneratorType)):
+                fn.close()
             raise TypeError(f"name must be a str, got {name!r}")
         if fn.__class__ is FunctionType:  # fast path: an async or generator function
             coro = fn(*args)
@@ -157,7 +168,10 @@ class TaskGroup:
         self._nchildren += 1
         return task
 
-    async def start(self, fn: Callable[..., Any], *args: Any, name: str | None = None) -> Any:
+    @types.coroutine
+    def start(
+        self, fn: Callable[..., Any], *args: Any, name: str | None = None
+    ) -> Generator[Any, Any, Any]:
         """Start ``fn(*args, task_status=...)`` in this group and wait until it
         calls ``task_status.started(value)``; return ``value``.
 
@@ -168,6 +182,8 @@ class TaskGroup:
         This is how a server task says "I am listening now"::
 
             port = await tg.start(serve, 0)
+
+        (``yield from tg.start(...)`` works too, in a generator coroutine.)
         """
         kernel = self._check_open(fn)
         if name is not None and not isinstance(name, str):
@@ -176,10 +192,12 @@ class TaskGroup:
         assert caller is not None
         status: TaskStatus[Any] = TaskStatus(self, caller, kernel)
         if not callable(fn):
+            if isinstance(fn, (CoroutineType, GeneratorType)):
+                fn.close()
             raise TypeError(f"start() needs an async function, got {fn!r}")
         coro = coerce_coroutine(fn(*args, task_status=status), (), "start")
         status._task = kernel.spawn(coro, name, status, caller._scope)
-        return await park(status._abort, status)
+        return (yield from park(status._abort, status))
 
     def __repr__(self) -> str:
         state = ("new", "open", "closed")[self._state]

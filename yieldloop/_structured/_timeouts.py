@@ -65,7 +65,7 @@ class FailScope:
     ) -> bool:
         scope = self._scope
         caught = scope.__exit__(exc_type, exc, tb)
-        if scope.cancelled_caught and current_time() >= scope.deadline:
+        if scope.cancelled_caught and scope._deadline_hit:
             if self._timeout is not None:
                 msg = f"timed out after {self._timeout:g} seconds"
             else:
