@@ -357,6 +357,11 @@ class Kernel:
                 exc.__traceback__ = tb.tb_next  # hide the kernel's own frame
             if isinstance(exc, _FATAL):
                 self.set_fatal(exc)
+            elif type(exc) is RuntimeError and exc.args == ("no running event loop",):
+                exc.add_note(
+                    "(asyncio awaitables cannot be awaited inside yieldloop: "
+                    "it is a different event loop)"
+                )
         task._val = None
         if task._cancel_scope is None:
             del task._scope._tasks[task]
@@ -398,7 +403,9 @@ class Kernel:
             return
         hint = ""
         mod = type(req).__module__ or ""
-        if mod.startswith("asyncio") or mod.startswith("concurrent"):
+        if mod.startswith(("asyncio", "_asyncio", "concurrent")) or (
+            getattr(req, "_asyncio_future_blocking", None) is not None
+        ):
             hint = (
                 " (this looks like an asyncio object: asyncio awaitables cannot be "
                 "awaited directly inside yieldloop)"
@@ -477,7 +484,8 @@ class Kernel:
 
     def _req_spawn(self, task: Task[Any], req: Any) -> None:
         fn = _req_arg(req, "spawn", "an async function or generator")
-        new = task._owner.spawn(fn, *req[2:])  # type: ignore[attr-defined]
+        # Spawn inside the requesting task's context, so the child gets a copy of it.
+        new = task.context.run(task._owner.spawn, fn, *req[2:])  # type: ignore[attr-defined]
         task._val = new
         self.ready.append(task)
 
@@ -532,25 +540,24 @@ class Kernel:
         return (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
 
     def _update_fd(self, fd: int) -> None:
-        # Registrations are kept after a wait ends (the next wait on the same
-        # fd then costs no syscall); an event nobody waits for unregisters.
+        # A registration is kept after its wait ends, so a finished wait costs
+        # no unregister syscall; an event that nobody waits for drops it.
+        # Every new wait still re-arms it with one syscall: epoll forgets an
+        # fd when it is closed, and a new file may reuse the number, so a
+        # registration we remember may no longer exist.
         want = self._want(fd)
-        have = self._fd_masks.get(fd, 0)
-        if want & ~have == 0:
-            return
-        new = want | have
         poller = self._poller
-        if have:
+        if fd in self._fd_masks:
             try:
-                poller.modify(fd, new)
-            except FileNotFoundError:  # the fd was closed and reused meanwhile
-                poller.register(fd, new)
+                poller.modify(fd, want)
+            except FileNotFoundError:  # closed (and maybe reused) meanwhile
+                poller.register(fd, want)
         else:
             try:
-                poller.register(fd, new)
-            except FileExistsError:
-                poller.modify(fd, new)
-        self._fd_masks[fd] = new
+                poller.register(fd, want)
+            except FileExistsError:  # a dup of an fd we registered earlier
+                poller.modify(fd, want)
+        self._fd_masks[fd] = want
 
     def _forget_fd(self, fd: int) -> None:
         want = self._want(fd)
