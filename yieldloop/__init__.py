@@ -17,12 +17,24 @@ The public API, at a glance::
     CancelScope(deadline=inf, shield=False), move_on_after(s), move_on_at(t),
     fail_after(s), fail_at(t)
     Cancelled, TaskCancelled, coroutine
+    Event, Lock, Semaphore, Condition, CapacityLimiter
+    Queue, PriorityQueue, LifoQueue, open_channel -> (SendChannel, ReceiveChannel)
 """
 
 from __future__ import annotations
 
 from ._kernel._clock import Clock, MonotonicClock
-from ._kernel._errors import Cancelled, RunFinishedError, TaskCancelled
+from ._kernel._errors import (
+    BrokenResourceError,
+    Cancelled,
+    ClosedResourceError,
+    EndOfChannel,
+    QueueEmpty,
+    QueueFull,
+    RunFinishedError,
+    TaskCancelled,
+    WouldBlock,
+)
 from ._kernel._kernel import run
 from ._kernel._requests import (
     Awaitable,
@@ -38,11 +50,32 @@ from ._kernel._scope import CancelScope
 from ._kernel._task import Task
 from ._structured._group import TASK_STATUS_IGNORED, TaskGroup, TaskStatus, gather
 from ._structured._timeouts import fail_after, fail_at, move_on_after, move_on_at
+from ._sync._channel import ReceiveChannel, SendChannel, open_channel
+from ._sync._event import Event
+from ._sync._lock import CapacityLimiter, Condition, Lock, Semaphore
+from ._sync._queue import LifoQueue, PriorityQueue, Queue
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Awaitable",
+    "BrokenResourceError",
+    "CapacityLimiter",
+    "ClosedResourceError",
+    "Condition",
+    "EndOfChannel",
+    "Event",
+    "LifoQueue",
+    "Lock",
+    "PriorityQueue",
+    "Queue",
+    "QueueEmpty",
+    "QueueFull",
+    "ReceiveChannel",
+    "Semaphore",
+    "SendChannel",
+    "WouldBlock",
+    "open_channel",
     "Cancelled",
     "CancelScope",
     "Clock",

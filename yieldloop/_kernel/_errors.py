@@ -5,7 +5,17 @@ Layer 1 (kernel). Nothing here imports any other yieldloop module.
 
 from __future__ import annotations
 
-__all__ = ["Cancelled", "TaskCancelled", "RunFinishedError"]
+__all__ = [
+    "BrokenResourceError",
+    "Cancelled",
+    "ClosedResourceError",
+    "EndOfChannel",
+    "QueueEmpty",
+    "QueueFull",
+    "RunFinishedError",
+    "TaskCancelled",
+    "WouldBlock",
+]
 
 
 class Cancelled(BaseException):
@@ -37,3 +47,30 @@ class TaskCancelled(Exception):
 
 class RunFinishedError(RuntimeError):
     """An object that belongs to a finished (or different) :func:`~yieldloop.run` was used."""
+
+
+class ClosedResourceError(Exception):
+    """A resource (channel end, socket, stream) was used after *this side*
+    closed it, or closed while a task was waiting on it."""
+
+
+class BrokenResourceError(Exception):
+    """The other side of a resource went away: e.g. sending on a channel
+    whose receiving ends are all closed."""
+
+
+class EndOfChannel(Exception):
+    """Receiving from a channel whose sending ends are all closed and whose
+    buffer is empty. ``async for`` over a channel ends on it."""
+
+
+class WouldBlock(Exception):
+    """A ``*_nowait`` operation could not complete without waiting."""
+
+
+class QueueEmpty(WouldBlock):
+    """``Queue.get_nowait()`` on an empty queue."""
+
+
+class QueueFull(WouldBlock):
+    """``Queue.put_nowait()`` on a full queue."""

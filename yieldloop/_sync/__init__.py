@@ -1,0 +1,1 @@
+"""Layer 3: synchronization and communication primitives over park/wake."""

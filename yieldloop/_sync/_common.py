@@ -1,0 +1,70 @@
+"""What every primitive shares: finding the running task, binding to one run.
+
+Layer 3. A primitive belongs to the run it is first used in (or created in):
+its waiters are tasks of that kernel, and waking them from another run would
+corrupt both. Using it from another run raises :class:`RunFinishedError`.
+
+Waiting tasks are kept in an :class:`collections.OrderedDict` keyed by task:
+first-in first-out with ``popitem(last=False)``, and O(1) removal of a
+cancelled waiter with ``del`` - no operation scans the waiters.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._kernel._errors import Cancelled, RunFinishedError
+from .._kernel._state import local
+
+if TYPE_CHECKING:
+    from .._kernel._kernel import Kernel
+    from .._kernel._task import Task
+
+__all__ = ["Bound", "enter"]
+
+
+class Bound:
+    """Base of the primitives: remembers the kernel they belong to."""
+
+    __slots__ = ("_kernel",)
+
+    def __init__(self) -> None:
+        self._kernel: Kernel | None = local.kernel
+
+    def _rebind(self, kernel: Kernel | None) -> Kernel:
+        if kernel is None:
+            raise RuntimeError(
+                f"{type(self).__name__} must be used from inside yieldloop.run() "
+                "(no yieldloop kernel is running in this thread)"
+            )
+        if self._kernel is not None:
+            raise RunFinishedError(
+                f"this {type(self).__name__} belongs to another yieldloop.run(); "
+                "create primitives inside the run that uses them"
+            )
+        self._kernel = kernel
+        return kernel
+
+
+def enter(obj: Bound) -> tuple[Kernel, Task[Any]]:
+    """The running kernel and task, checked against ``obj``'s run, raising
+    :class:`Cancelled` if the task is in a cancelled scope: every operation
+    that may block is a cancellation point, even when it need not wait."""
+    kernel = local.kernel
+    if kernel is not obj._kernel or kernel is None:
+        kernel = obj._rebind(kernel)
+    task = kernel.current_task
+    if task is None:
+        raise RuntimeError(f"{type(obj).__name__} must be used from inside a task")
+    if task._scope._eff:
+        raise Cancelled()
+    return kernel, task
+
+
+def kernel_of(obj: Bound) -> Kernel:
+    """The running kernel, checked against ``obj``'s run (no cancel check):
+    for operations that never block, like ``Event.set``."""
+    kernel = local.kernel
+    if kernel is not obj._kernel or kernel is None:
+        kernel = obj._rebind(kernel)
+    return kernel

@@ -1,0 +1,74 @@
+"""Event: a one-shot flag that tasks can wait for.
+
+Layer 3.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ._common import Bound, enter, kernel_of
+
+if TYPE_CHECKING:
+    from .._kernel._task import Task
+
+__all__ = ["Event"]
+
+
+class Event(Bound):
+    """A flag that starts false; :meth:`set` makes it true for good and wakes
+    every task in :meth:`wait`.
+
+    There is no ``clear()``, as in trio: a flag that can be cleared makes it
+    easy to miss a wake-up (a task checks, the event is set and cleared, the
+    task waits forever). For a repeating signal, make a new ``Event`` each
+    round, or use a channel or a :class:`Condition`.
+    """
+
+    __slots__ = ("_flag", "_waiters")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flag = False
+        self._waiters: dict[Task[Any], None] = {}
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        return self._flag
+
+    def set(self) -> None:
+        """Set the flag and wake every waiting task (in the order they
+        started waiting). Setting it again does nothing."""
+        if self._flag:
+            return
+        self._flag = True
+        waiters = self._waiters
+        if waiters:
+            reschedule = kernel_of(self).reschedule
+            self._waiters = {}
+            for task in waiters:
+                reschedule(task)
+
+    @types.coroutine
+    def wait(self) -> Generator[Any, Any, None]:
+        """Wait until the flag is set (return at once if it is). A
+        cancellation point. ``await event.wait()`` / ``yield from event.wait()``."""
+        _kernel, task = enter(self)
+        if self._flag:
+            return
+        self._waiters[task] = None
+        yield ("park", self._abort, self)
+
+    def _abort(self, task: Task[Any]) -> bool:
+        del self._waiters[task]
+        return True
+
+    def statistics(self) -> dict[str, int]:
+        """``{"tasks_waiting": n}``."""
+        return {"tasks_waiting": len(self._waiters)}
+
+    def __repr__(self) -> str:
+        state = "set" if self._flag else "unset"
+        return f"<Event {state}, {len(self._waiters)} waiting at {id(self):#x}>"
