@@ -474,11 +474,16 @@ class Kernel:
             self.add_timer(deadline, task)
 
     def _req_park(self, task: Task[Any], req: Any) -> None:
-        abort = _req_arg(req, "park", "an abort function")
+        if len(req) == 3:  # ("park", abort_fn, info): the common form
+            abort = req[1]
+            info = req[2]
+        else:
+            abort = _req_arg(req, "park", "an abort function")
+            info = req[2] if len(req) > 2 else None
         if not callable(abort):
             raise TypeError(f"park needs an abort function, got {abort!r}")
         task._abort = abort
-        task._wait_info = req[2] if len(req) > 2 else None
+        task._wait_info = info
         if task._scope._eff:
             self.try_abort(task)
 

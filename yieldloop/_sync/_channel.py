@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._kernel._errors import (
     BrokenResourceError,
+    Cancelled,
     ClosedResourceError,
     EndOfChannel,
     WouldBlock,
 )
-from ._common import Bound, enter, kernel_of
+from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._kernel import Kernel
@@ -82,7 +83,11 @@ class SendChannel(Generic[T]):
         """Send ``value``, waiting while the buffer is full. A cancellation
         point; a cancelled send does not deliver ``value``."""
         state = self._state
-        kernel, task = enter(state)
+        kernel = state._kernel  # enter(state), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(state)
+        if task._scope._eff:
+            raise Cancelled()
         if self._closed:
             raise ClosedResourceError("this send channel was closed")
         if not state.open_receivers:
@@ -196,7 +201,11 @@ class ReceiveChannel(Generic[T]):
         once every send end is closed and the buffer is empty. A cancellation
         point; a cancelled receive takes no item."""
         state = self._state
-        kernel, task = enter(state)
+        kernel = state._kernel  # enter(state), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(state)
+        if task._scope._eff:
+            raise Cancelled()
         if self._closed:
             raise ClosedResourceError("this receive channel was closed")
         buffer = state.buffer

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .._kernel._kernel import Kernel
     from .._kernel._task import Task
 
-__all__ = ["Bound", "enter"]
+__all__ = ["Bound", "enter", "enter_slow", "kernel_of"]
 
 
 class Bound:
@@ -49,21 +49,39 @@ class Bound:
 def enter(obj: Bound) -> tuple[Kernel, Task[Any]]:
     """The running kernel and task, checked against ``obj``'s run, raising
     :class:`Cancelled` if the task is in a cancelled scope: every operation
-    that may block is a cancellation point, even when it need not wait."""
+    that may block is a cancellation point, even when it need not wait.
+
+    The fast path reads the current task from the kernel the primitive is
+    bound to: it is None unless that kernel is running a task right now, so
+    a primitive used from another run (or outside any) takes the slow path,
+    which explains what went wrong. (Primitives are not thread-safe: using
+    one from two threads at once is not detected.)
+    """
+    kernel = obj._kernel
+    if kernel is None or (task := kernel.current_task) is None:
+        kernel, task = enter_slow(obj)
+    if task._scope._eff:
+        raise Cancelled()
+    return kernel, task
+
+
+def enter_slow(obj: Bound) -> tuple[Kernel, Task[Any]]:
+    """:func:`enter` when the primitive's own kernel is not running a task."""
     kernel = local.kernel
     if kernel is not obj._kernel or kernel is None:
         kernel = obj._rebind(kernel)
     task = kernel.current_task
     if task is None:
         raise RuntimeError(f"{type(obj).__name__} must be used from inside a task")
-    if task._scope._eff:
-        raise Cancelled()
     return kernel, task
 
 
 def kernel_of(obj: Bound) -> Kernel:
     """The running kernel, checked against ``obj``'s run (no cancel check):
     for operations that never block, like ``Event.set``."""
+    kernel = obj._kernel
+    if kernel is not None and kernel.current_task is not None:
+        return kernel
     kernel = local.kernel
     if kernel is not obj._kernel or kernel is None:
         kernel = obj._rebind(kernel)

@@ -9,7 +9,9 @@ import types
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ._common import Bound, enter, kernel_of
+from .._kernel._errors import Cancelled
+from .._kernel._state import local
+from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._task import Task
@@ -30,7 +32,7 @@ class Event(Bound):
     __slots__ = ("_flag", "_waiters")
 
     def __init__(self) -> None:
-        super().__init__()
+        self._kernel = local.kernel  # Bound.__init__, inlined: events are made often
         self._flag = False
         self._waiters: dict[Task[Any], None] = {}
 
@@ -55,7 +57,11 @@ class Event(Bound):
     def wait(self) -> Generator[Any, Any, None]:
         """Wait until the flag is set (return at once if it is). A
         cancellation point. ``await event.wait()`` / ``yield from event.wait()``."""
-        _kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         if self._flag:
             return
         self._waiters[task] = None

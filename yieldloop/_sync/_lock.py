@@ -15,8 +15,8 @@ from collections.abc import Generator, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .._kernel._errors import WouldBlock
-from ._common import Bound, enter, kernel_of
+from .._kernel._errors import Cancelled, WouldBlock
+from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._task import Task
@@ -91,7 +91,11 @@ class Lock(_AsyncContext, Bound):
     def acquire(self) -> Generator[Any, Any, None]:
         """Wait until the lock is free and take it. A cancellation point; a
         cancelled ``acquire`` never leaves the lock held."""
-        _kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         owner = self._owner
         if owner is None:
             self._owner = task
@@ -197,7 +201,11 @@ class Semaphore(_AsyncContext, Bound):
     @types.coroutine
     def acquire(self) -> Generator[Any, Any, None]:
         """Take a slot, waiting for one if needed. A cancellation point."""
-        _kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         if self._value > 0:
             self._value -= 1
             return
@@ -290,7 +298,11 @@ class Condition(_AsyncContext, Bound):
     def wait(self) -> Generator[Any, Any, None]:
         """Release the lock, wait to be notified, take the lock back.
         Must be called with the lock held. A cancellation point."""
-        _kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         lock = self._lock
         if lock._owner is not task:
             raise RuntimeError("Condition.wait() must be called with the lock held")
@@ -388,7 +400,11 @@ class CapacityLimiter(_AsyncContext, Bound):
     def acquire_on_behalf_of(self, borrower: Hashable) -> Generator[Any, Any, None]:
         """Borrow a token for ``borrower`` (None: the current task), waiting
         for one if needed. A cancellation point."""
-        _kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         if borrower is None:
             borrower = task
         self._check_new(borrower)

@@ -11,14 +11,15 @@ an item only moves when its waiter is woken.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import types
 from collections import OrderedDict, deque
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._kernel._errors import QueueEmpty, QueueFull
-from ._common import Bound, enter, kernel_of
+from .._kernel._errors import Cancelled, QueueEmpty, QueueFull
+from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._task import Task
@@ -36,7 +37,7 @@ class Queue(Bound, Generic[T]):
     are cancellation points and serve waiting tasks first-in, first-out.
     """
 
-    __slots__ = ("_getters", "_items", "_maxsize", "_putters")
+    __slots__ = ("_getters", "_items", "_maxsize", "_pop", "_push", "_putters")
 
     def __init__(self, maxsize: int = 0) -> None:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int):
@@ -46,18 +47,19 @@ class Queue(Bound, Generic[T]):
         super().__init__()
         self._maxsize = maxsize
         self._items: Any = self._new_items()
+        # C callables (bound methods or partials): no Python frame per item.
+        self._push: Callable[[T], None]
+        self._pop: Callable[[], T]
+        self._push, self._pop = self._accessors(self._items)
         self._getters: OrderedDict[Task[Any], None] = OrderedDict()
         self._putters: OrderedDict[Task[Any], T] = OrderedDict()
 
-    # The storage; subclasses change these four.
+    # The storage; subclasses change these two.
     def _new_items(self) -> Any:
         return deque()
 
-    def _push(self, item: T) -> None:
-        self._items.append(item)
-
-    def _pop(self) -> T:
-        return self._items.popleft()  # type: ignore[no-any-return]
+    def _accessors(self, items: Any) -> tuple[Callable[[T], None], Callable[[], T]]:
+        return items.append, items.popleft
 
     @property
     def maxsize(self) -> int:
@@ -79,7 +81,11 @@ class Queue(Bound, Generic[T]):
     @types.coroutine
     def put(self, item: T) -> Generator[Any, Any, None]:
         """Put ``item`` in, waiting while the queue is full."""
-        kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: this is a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         getters = self._getters
         if getters:
             getter, _ = getters.popitem(last=False)
@@ -106,7 +112,11 @@ class Queue(Bound, Generic[T]):
     @types.coroutine
     def get(self) -> Generator[Any, Any, T]:
         """Take the next item out, waiting while the queue is empty."""
-        kernel, task = enter(self)
+        kernel = self._kernel  # enter(self), inlined: this is a hot path
+        if kernel is None or (task := kernel.current_task) is None:
+            kernel, task = enter_slow(self)
+        if task._scope._eff:
+            raise Cancelled()
         if self._items:
             item = self._pop()
             if self._putters:
@@ -159,11 +169,8 @@ class PriorityQueue(Queue[T]):
     def _new_items(self) -> Any:
         return []
 
-    def _push(self, item: T) -> None:
-        heapq.heappush(self._items, item)
-
-    def _pop(self) -> T:
-        return heapq.heappop(self._items)  # type: ignore[no-any-return]
+    def _accessors(self, items: Any) -> tuple[Callable[[T], None], Callable[[], T]]:
+        return functools.partial(heapq.heappush, items), functools.partial(heapq.heappop, items)
 
 
 class LifoQueue(Queue[T]):
@@ -174,5 +181,5 @@ class LifoQueue(Queue[T]):
     def _new_items(self) -> Any:
         return []
 
-    def _pop(self) -> T:
-        return self._items.pop()  # type: ignore[no-any-return]
+    def _accessors(self, items: Any) -> tuple[Callable[[T], None], Callable[[], T]]:
+        return items.append, items.pop
