@@ -26,6 +26,7 @@ __all__ = [
     "KNOWN_REQUESTS",
     "Kernel",
     "current_kernel",
+    "notify_closing",
     "park",
     "reschedule",
     "reschedule_throw",
@@ -39,6 +40,16 @@ def _kernel_of(task: Task[Any]) -> Kernel:
     if kernel is None or kernel is not running_kernel():
         raise RunFinishedError(f"{task!r} does not belong to the yieldloop run in this thread")
     return kernel
+
+
+def notify_closing(fd: int | Any) -> None:
+    """Tell the kernel that ``fd`` (an int or an object with ``fileno()``) is
+    about to be closed: tasks waiting on it are woken with
+    :class:`~yieldloop.ClosedResourceError` and its poller registration is
+    dropped. Anything that closes an fd it waited on must call this first."""
+    if not isinstance(fd, int):
+        fd = fd.fileno()
+    current_kernel().notify_closing(fd)
 
 
 def reschedule(task: Task[Any], value: Any = None) -> None:

@@ -53,7 +53,7 @@ from contextvars import copy_context
 from typing import Any
 
 from ._clock import Clock, MonotonicClock
-from ._errors import Cancelled
+from ._errors import Cancelled, ClosedResourceError
 from ._scope import CancelScope, detach_task, make_root_scope
 from ._state import local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
@@ -578,6 +578,22 @@ class Kernel:
             self._fd_masks[fd] = want
         else:
             self._fd_masks.pop(fd, None)
+
+    def notify_closing(self, fd: int) -> None:
+        """Call before closing ``fd``: tasks waiting on it get
+        :class:`ClosedResourceError`, and its registration is dropped (so a
+        new file that reuses the number starts clean)."""
+        for waiters in (self._readers, self._writers):
+            task = waiters.pop(fd, None)
+            if task is not None:
+                self.reschedule_throw(
+                    task, ClosedResourceError(f"fd {fd} was closed while a task waited on it")
+                )
+        if self._fd_masks.pop(fd, None) is not None:
+            try:
+                self._poller.unregister(fd)
+            except OSError:
+                pass
 
     def _poll(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds (-1: forever) for I/O; wake the
