@@ -23,7 +23,7 @@ import types
 from collections import OrderedDict, deque
 from collections.abc import Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from .._kernel._errors import (
     BrokenResourceError,
@@ -32,6 +32,7 @@ from .._kernel._errors import (
     EndOfChannel,
     WouldBlock,
 )
+from ._common import DONE as _DONE
 from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
@@ -68,15 +69,75 @@ class _ChannelState(Bound, Generic[T]):
         }
 
 
-class SendChannel(Generic[T]):
-    """The sending end of a memory channel (see :func:`open_channel`)."""
+class _End:
+    """What both ends share: closing, context managers, statistics."""
 
     __slots__ = ("__weakref__", "_closed", "_state")
+
+    _state: _ChannelState[Any]
+    _closed: bool
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def aclose(self) -> Any:
+        """Close this end (awaitable, for symmetry with other resources)."""
+        self.close()
+        return _DONE
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def statistics(self) -> dict[str, Any]:
+        """Buffer use, open ends and waiting tasks of the channel."""
+        return self._state.statistics()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {state} at {id(self):#x}>"
+
+
+class SendChannel(_End, Generic[T]):
+    """The sending end of a memory channel (see :func:`open_channel`)."""
+
+    __slots__ = ()
 
     def __init__(self, state: _ChannelState[T]) -> None:
         self._state = state
         self._closed = False
         state.open_senders += 1
+
+    def _try_send(self, kernel: Kernel, value: T) -> bool:
+        # Deliver ``value`` without waiting if possible: to the longest-waiting
+        # receiver, else into the buffer. False if the sender must wait.
+        state = self._state
+        if self._closed:
+            raise ClosedResourceError("this send channel was closed")
+        if not state.open_receivers:
+            raise BrokenResourceError("every receive channel was closed")
+        receivers = state.receivers
+        if receivers:
+            receiver, _ = receivers.popitem(last=False)
+            kernel.reschedule(receiver, value)
+            return True
+        if len(state.buffer) < state.max:
+            state.buffer.append(value)
+            return True
+        return False
 
     @types.coroutine
     def send(self, value: T) -> Generator[Any, Any, None]:
@@ -88,38 +149,15 @@ class SendChannel(Generic[T]):
             kernel, task = enter_slow(state)
         if task._scope._eff:
             raise Cancelled()
-        if self._closed:
-            raise ClosedResourceError("this send channel was closed")
-        if not state.open_receivers:
-            raise BrokenResourceError("every receive channel was closed")
-        receivers = state.receivers
-        if receivers:
-            receiver, _ = receivers.popitem(last=False)
-            kernel.reschedule(receiver, value)
-            return
-        if len(state.buffer) < state.max:
-            state.buffer.append(value)
+        if self._try_send(kernel, value):
             return
         state.senders[task] = (self, value)
         yield ("park", self._abort, self)
 
     def send_nowait(self, value: T) -> None:
         """Send ``value`` if it fits now, else raise :class:`WouldBlock`."""
-        state = self._state
-        kernel = kernel_of(state)
-        if self._closed:
-            raise ClosedResourceError("this send channel was closed")
-        if not state.open_receivers:
-            raise BrokenResourceError("every receive channel was closed")
-        receivers = state.receivers
-        if receivers:
-            receiver, _ = receivers.popitem(last=False)
-            kernel.reschedule(receiver, value)
-            return
-        if len(state.buffer) < state.max:
-            state.buffer.append(value)
-            return
-        raise WouldBlock("the channel's buffer is full")
+        if not self._try_send(kernel_of(self._state), value):
+            raise WouldBlock("the channel's buffer is full")
 
     def _abort(self, task: Task[Any]) -> bool:
         del self._state.senders[task]
@@ -153,47 +191,41 @@ class SendChannel(Generic[T]):
             for t in receivers:
                 _throw(kernel, t, EndOfChannel())
 
-    def aclose(self) -> Any:
-        """Close this end (awaitable, for symmetry with other resources)."""
-        self.close()
-        return _done()
-
-    def __enter__(self) -> SendChannel[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SendChannel[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def statistics(self) -> dict[str, Any]:
-        """Buffer use, open ends and waiting tasks of the channel."""
-        return self._state.statistics()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<SendChannel {state} at {id(self):#x}>"
 
 
-class ReceiveChannel(Generic[T]):
+class ReceiveChannel(_End, Generic[T]):
     """The receiving end of a memory channel (see :func:`open_channel`).
     ``async for item in channel`` receives until :class:`EndOfChannel`."""
 
-    __slots__ = ("__weakref__", "_closed", "_state")
+    __slots__ = ()
 
     def __init__(self, state: _ChannelState[T]) -> None:
         self._state = state
         self._closed = False
         state.open_receivers += 1
+
+    def _try_receive(self, kernel: Kernel) -> Any:
+        # An item that is ready now (from the buffer, or straight from a
+        # waiting sender when unbuffered), or _EMPTY.
+        state = self._state
+        if self._closed:
+            raise ClosedResourceError("this receive channel was closed")
+        buffer = state.buffer
+        senders = state.senders
+        if buffer:
+            value = buffer.popleft()
+            if senders:  # a slot was freed: admit the longest-waiting sender
+                sender, (_end, item) = senders.popitem(last=False)
+                buffer.append(item)
+                kernel.reschedule(sender)
+            return value
+        if senders:  # an unbuffered channel: take it from the sender
+            sender, (_end, item) = senders.popitem(last=False)
+            kernel.reschedule(sender)
+            return item
+        if not state.open_senders:
+            raise EndOfChannel()
+        return _EMPTY
 
     @types.coroutine
     def receive(self) -> Generator[Any, Any, T]:
@@ -206,47 +238,19 @@ class ReceiveChannel(Generic[T]):
             kernel, task = enter_slow(state)
         if task._scope._eff:
             raise Cancelled()
-        if self._closed:
-            raise ClosedResourceError("this receive channel was closed")
-        buffer = state.buffer
-        if buffer:
-            value = buffer.popleft()
-            if state.senders:
-                sender, (_end, item) = state.senders.popitem(last=False)
-                buffer.append(item)
-                kernel.reschedule(sender)
-            return value
-        if state.senders:  # an unbuffered channel: take it from the sender
-            sender, (_end, item) = state.senders.popitem(last=False)
-            kernel.reschedule(sender)
-            return item
-        if not state.open_senders:
-            raise EndOfChannel()
+        value = self._try_receive(kernel)
+        if value is not _EMPTY:
+            return value  # type: ignore[no-any-return]
         state.receivers[task] = self
         return (yield ("park", self._abort, self))  # type: ignore[no-any-return]
 
     def receive_nowait(self) -> T:
         """Receive an item that is ready now, else raise :class:`WouldBlock`
         (or :class:`EndOfChannel`)."""
-        state = self._state
-        kernel = kernel_of(state)
-        if self._closed:
-            raise ClosedResourceError("this receive channel was closed")
-        buffer = state.buffer
-        if buffer:
-            value = buffer.popleft()
-            if state.senders:
-                sender, (_end, item) = state.senders.popitem(last=False)
-                buffer.append(item)
-                kernel.reschedule(sender)
-            return value
-        if state.senders:
-            sender, (_end, item) = state.senders.popitem(last=False)
-            kernel.reschedule(sender)
-            return item
-        if not state.open_senders:
-            raise EndOfChannel()
-        raise WouldBlock("no item is ready")
+        value = self._try_receive(kernel_of(self._state))
+        if value is _EMPTY:
+            raise WouldBlock("no item is ready")
+        return value  # type: ignore[no-any-return]
 
     def _abort(self, task: Task[Any]) -> bool:
         del self._state.receivers[task]
@@ -281,28 +285,6 @@ class ReceiveChannel(Generic[T]):
             for t in senders:
                 _throw(kernel, t, BrokenResourceError("every receive channel was closed"))
 
-    def aclose(self) -> Any:
-        """Close this end (awaitable, for symmetry with other resources)."""
-        self.close()
-        return _done()
-
-    def __enter__(self) -> ReceiveChannel[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> ReceiveChannel[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __aiter__(self) -> ReceiveChannel[T]:
         return self
 
@@ -312,13 +294,9 @@ class ReceiveChannel(Generic[T]):
         except EndOfChannel:
             raise StopAsyncIteration from None
 
-    def statistics(self) -> dict[str, Any]:
-        """Buffer use, open ends and waiting tasks of the channel."""
-        return self._state.statistics()
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<ReceiveChannel {state} at {id(self):#x}>"
+
+_EMPTY: Any = object()
 
 
 def _throw(kernel: Kernel | None, task: Task[Any], exc: BaseException) -> None:
@@ -326,16 +304,6 @@ def _throw(kernel: Kernel | None, task: Task[Any], exc: BaseException) -> None:
     kernel.reschedule_throw(task, exc)
 
 
-class _Done:
-    __slots__ = ()
-    __await__ = ().__iter__
-
-
-def _done() -> Any:
-    return _DONE
-
-
-_DONE = _Done()
 
 
 def open_channel(max_buffer_size: float) -> tuple[SendChannel[Any], ReceiveChannel[Any]]:

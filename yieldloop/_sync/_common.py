@@ -20,7 +20,22 @@ if TYPE_CHECKING:
     from .._kernel._kernel import Kernel
     from .._kernel._task import Task
 
-__all__ = ["Bound", "enter", "enter_slow", "kernel_of"]
+__all__ = ["DONE", "Bound", "enter", "enter_slow", "kernel_of"]
+
+
+class _Done:
+    """An awaitable that completes at once with None (``__aexit__``, ``aclose``):
+    awaiting it iterates an empty tuple, in C."""
+
+    __slots__ = ()
+    __await__ = ().__iter__
+    __iter__ = ().__iter__
+
+    def __repr__(self) -> str:
+        return "<yieldloop done>"
+
+
+DONE: Any = _Done()
 
 
 class Bound:

@@ -16,22 +16,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .._kernel._errors import Cancelled, WouldBlock
+from ._common import DONE as _DONE
 from ._common import Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._task import Task
 
 __all__ = ["CapacityLimiter", "Condition", "Lock", "Semaphore"]
-
-
-class _Done:
-    """An awaitable that completes at once with None (for ``__aexit__``)."""
-
-    __slots__ = ()
-    __await__ = ().__iter__
-
-
-_DONE = _Done()
 
 
 def _never_abort(task: Task[Any]) -> bool:
