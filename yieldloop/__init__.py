@@ -23,6 +23,18 @@ The public API, at a glance::
 
 from __future__ import annotations
 
+from ._io._server import SocketListener, open_tcp_listeners, serve_listeners, serve_tcp
+from ._io._streams import (
+    BufferedReceiveStream,
+    BusyResourceError,
+    DelimiterNotFound,
+    IncompleteRead,
+    SocketStream,
+    Stream,
+    open_tcp_stream,
+    open_udp_socket,
+    open_unix_stream,
+)
 from ._kernel._clock import Clock, MonotonicClock
 from ._kernel._errors import (
     BrokenResourceError,
@@ -59,6 +71,19 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Awaitable",
+    "BufferedReceiveStream",
+    "BusyResourceError",
+    "DelimiterNotFound",
+    "IncompleteRead",
+    "SocketListener",
+    "SocketStream",
+    "Stream",
+    "open_tcp_listeners",
+    "open_tcp_stream",
+    "open_udp_socket",
+    "open_unix_stream",
+    "serve_listeners",
+    "serve_tcp",
     "BrokenResourceError",
     "CapacityLimiter",
     "ClosedResourceError",

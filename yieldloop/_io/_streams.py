@@ -1,0 +1,511 @@
+"""Byte streams: the :class:`Stream` interface, :class:`SocketStream`,
+:class:`BufferedReceiveStream`, and the functions that open connections.
+
+Layer 4. A stream moves bytes in order, both ways: :meth:`Stream.send_all`,
+:meth:`Stream.receive_some` (``b""`` at the end), :meth:`Stream.send_eof`,
+:meth:`Stream.aclose`.
+
+Errors a stream raises (the same for every kind of stream):
+
+* :class:`~yieldloop.ClosedResourceError` - *this side* closed the stream
+  (also when it is closed while another task is sending or receiving);
+* :class:`~yieldloop.BrokenResourceError` - the connection broke: the peer
+  went away while we were sending (``EPIPE``), or reset the connection. The
+  operating system's error is its ``__cause__``. A peer that closed
+  normally is not an error when receiving: ``receive_some`` returns ``b""``.
+* :class:`BusyResourceError` - two tasks sent (or received) on one stream
+  at the same time: the bytes would interleave.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket as _stdlib_socket
+import types
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any, Self
+
+from .._kernel._errors import BrokenResourceError, ClosedResourceError
+from .._kernel._requests import Awaitable
+from .._structured._group import TaskGroup
+from .._structured._timeouts import move_on_after
+from .._sync._event import Event
+from ._socket import Buffer, SocketType, dual, getaddrinfo, socket
+
+__all__ = [
+    "BufferedReceiveStream",
+    "BusyResourceError",
+    "DelimiterNotFound",
+    "IncompleteRead",
+    "SocketStream",
+    "Stream",
+    "open_tcp_stream",
+    "open_udp_socket",
+    "open_unix_stream",
+]
+
+#: ``receive_some()`` without ``max_bytes`` reads up to this many bytes.
+DEFAULT_RECEIVE_SIZE = 65536
+
+_CHECKPOINT = ("checkpoint",)
+
+
+class BusyResourceError(RuntimeError):
+    """Two tasks used the same direction of a stream at once (e.g. both
+    called ``send_all``): their bytes would interleave."""
+
+
+class IncompleteRead(EOFError):
+    """The stream ended before ``receive_exactly``/``receive_until`` had
+    what it needed. ``partial`` holds the bytes that did arrive (they are
+    consumed)."""
+
+    def __init__(self, message: str, partial: bytes = b"") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class DelimiterNotFound(Exception):
+    """``receive_until`` read ``max_size`` bytes without finding the
+    delimiter. The bytes stay buffered."""
+
+
+class Stream:
+    """A bidirectional byte stream (trio's ``HalfCloseableStream``).
+
+    Subclasses implement :meth:`send_all`, :meth:`receive_some`,
+    :meth:`send_eof` and :meth:`aclose`; each returns an awaitable that works
+    with ``await`` and ``yield from``. ``async with stream:`` closes it.
+    """
+
+    __slots__ = ()
+
+    def send_all(self, data: Buffer) -> Awaitable[None]:
+        """Send every byte of ``data`` (awaitable)."""
+        raise NotImplementedError
+
+    def receive_some(self, max_bytes: int | None = None) -> Awaitable[bytes]:
+        """Receive at least one and at most ``max_bytes`` bytes, or ``b""``
+        once the peer has finished sending (awaitable)."""
+        raise NotImplementedError
+
+    def send_eof(self) -> Awaitable[None]:
+        """Tell the peer that nothing more will be sent (awaitable)."""
+        raise NotImplementedError
+
+    def aclose(self) -> Awaitable[None]:
+        """Close the stream (awaitable). Closing twice does nothing."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _check_max_bytes(max_bytes: int | None) -> int:
+    if max_bytes is None:
+        return DEFAULT_RECEIVE_SIZE
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"max_bytes must be an int or None, got {max_bytes!r}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    return max_bytes
+
+
+class SocketStream(Stream):
+    """A :class:`Stream` over a connected ``SOCK_STREAM`` :class:`SocketType`
+    (TCP or a unix socket). Sets ``TCP_NODELAY`` on TCP sockets.
+
+    ``send_all`` raises :class:`~yieldloop.BrokenResourceError` when the
+    peer is gone; ``receive_some`` returns ``b""`` when the peer closed and
+    raises ``BrokenResourceError`` when it reset the connection.
+    """
+
+    __slots__ = ("_receiving", "_sending", "socket")
+
+    def __init__(self, sock: SocketType) -> None:
+        if not isinstance(sock, SocketType):
+            raise TypeError(f"SocketStream needs a yieldloop SocketType, got {sock!r}")
+        if sock.type != _stdlib_socket.SOCK_STREAM:
+            raise ValueError("SocketStream needs a SOCK_STREAM socket")
+        #: The underlying :class:`SocketType`.
+        self.socket = sock
+        self._sending = False
+        self._receiving = False
+        if sock.family in (_stdlib_socket.AF_INET, _stdlib_socket.AF_INET6):
+            try:
+                sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP after all
+                pass
+
+    @types.coroutine
+    def send_all(self, data: Buffer) -> Generator[Any, Any, None]:
+        """Send every byte of ``data``. If it is cancelled midway, part of
+        ``data`` may have been sent: the stream is then unusable for sending."""
+        if self._sending:
+            raise BusyResourceError("another task is already sending on this stream")
+        self._sending = True
+        try:
+            if self.socket.closed:
+                raise ClosedResourceError("this stream was closed")
+            try:
+                yield from self.socket.sendall(data)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise BrokenResourceError(f"the connection broke while sending: {exc}") from exc
+            except OSError as exc:
+                if self.socket.closed:
+                    raise ClosedResourceError("this stream was closed") from exc
+                raise BrokenResourceError(f"error sending on the stream: {exc}") from exc
+        finally:
+            self._sending = False
+
+    @types.coroutine
+    def receive_some(self, max_bytes: int | None = None) -> Generator[Any, Any, bytes]:
+        """Receive up to ``max_bytes`` (default 64 KiB) bytes; ``b""`` at the end."""
+        n = _check_max_bytes(max_bytes)
+        if self._receiving:
+            raise BusyResourceError("another task is already receiving on this stream")
+        self._receiving = True
+        try:
+            if self.socket.closed:
+                raise ClosedResourceError("this stream was closed")
+            try:
+                return (yield from self.socket.recv(n))
+            except OSError as exc:
+                if self.socket.closed:
+                    raise ClosedResourceError("this stream was closed") from exc
+                raise BrokenResourceError(f"error receiving on the stream: {exc}") from exc
+        finally:
+            self._receiving = False
+
+    @types.coroutine
+    def send_eof(self) -> Generator[Any, Any, None]:
+        """Shut down the sending side (the peer reads ``b""``); receiving
+        still works. A checkpoint."""
+        if self._sending:
+            raise BusyResourceError("another task is already sending on this stream")
+        if self.socket.closed:
+            raise ClosedResourceError("this stream was closed")
+        yield _CHECKPOINT
+        try:
+            self.socket.shutdown(_stdlib_socket.SHUT_WR)
+        except OSError as exc:
+            if exc.errno != errno.ENOTCONN:  # already disconnected: nothing to do
+                raise BrokenResourceError(f"error shutting down the stream: {exc}") from exc
+
+    @types.coroutine
+    def aclose(self) -> Generator[Any, Any, None]:
+        """Close the socket (tasks using it get ``ClosedResourceError``).
+        The socket is closed first, then this is a checkpoint: in a
+        cancelled scope it is closed and then raises ``Cancelled``."""
+        self.socket.close()
+        yield _CHECKPOINT
+
+    def close(self) -> None:
+        """Close the socket at once (the synchronous form of :meth:`aclose`)."""
+        self.socket.close()
+
+    def setsockopt(self, level: int, optname: int, value: int | Buffer) -> None:
+        """Set an option on the underlying socket."""
+        self.socket.setsockopt(level, optname, value)
+
+    def getsockopt(self, level: int, optname: int) -> int:
+        """Read an option of the underlying socket."""
+        return self.socket.getsockopt(level, optname)
+
+    def __repr__(self) -> str:
+        return f"<SocketStream {self.socket!r}>"
+
+
+class BufferedReceiveStream(Stream):
+    """Wraps a :class:`Stream` and keeps what was received beyond what was
+    asked for, for :meth:`receive_exactly` and :meth:`receive_until`
+    (line-based protocols). Sending and closing go to the wrapped stream.
+    """
+
+    __slots__ = ("_buffer", "_eof", "stream")
+
+    def __init__(self, stream: Stream) -> None:
+        if not isinstance(stream, Stream):
+            raise TypeError(f"BufferedReceiveStream needs a Stream, got {stream!r}")
+        #: The wrapped stream.
+        self.stream = stream
+        self._buffer = bytearray()
+        self._eof = False
+
+    @property
+    def buffer(self) -> bytes:
+        """The bytes received but not returned yet."""
+        return bytes(self._buffer)
+
+    def send_all(self, data: Buffer) -> Awaitable[None]:
+        """Send on the wrapped stream."""
+        return self.stream.send_all(data)
+
+    def send_eof(self) -> Awaitable[None]:
+        """``send_eof`` on the wrapped stream."""
+        return self.stream.send_eof()
+
+    def aclose(self) -> Awaitable[None]:
+        """Close the wrapped stream (buffered bytes are dropped)."""
+        self._buffer.clear()
+        return self.stream.aclose()
+
+    def _fill(self) -> Generator[Any, Any, bool]:
+        # Receive more into the buffer; False at the end of the stream.
+        if self._eof:
+            return False
+        data = yield from self.stream.receive_some()
+        if not data:
+            self._eof = True
+            return False
+        self._buffer += data
+        return True
+
+    @types.coroutine
+    def receive_some(self, max_bytes: int | None = None) -> Generator[Any, Any, bytes]:
+        """Buffered bytes first (up to ``max_bytes``); else receive from the stream."""
+        n = _check_max_bytes(max_bytes)
+        buf = self._buffer
+        if buf:
+            yield _CHECKPOINT
+            data = bytes(buf[:n])
+            del buf[:n]
+            return data
+        if self._eof:
+            yield _CHECKPOINT
+            return b""
+        data = yield from self.stream.receive_some(n)
+        if not data:
+            self._eof = True
+        return data
+
+    @types.coroutine
+    def receive_exactly(self, n: int) -> Generator[Any, Any, bytes]:
+        """Receive exactly ``n`` bytes; :class:`IncompleteRead` if the
+        stream ends first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        buf = self._buffer
+        if len(buf) >= n:
+            yield _CHECKPOINT
+        while len(buf) < n:
+            if not (yield from self._fill()):
+                partial = bytes(buf)
+                buf.clear()
+                raise IncompleteRead(
+                    f"the stream ended after {len(partial)} of the {n} bytes asked for",
+                    partial,
+                )
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
+
+    @types.coroutine
+    def receive_until(
+        self, delimiter: bytes, max_size: int = 65536
+    ) -> Generator[Any, Any, bytes]:
+        """Receive up to ``delimiter`` and return the bytes before it (the
+        delimiter is consumed too).
+
+        Raises :class:`DelimiterNotFound` if ``max_size`` bytes arrived
+        without the delimiter (they stay buffered), and
+        :class:`IncompleteRead` if the stream ended first.
+        """
+        if not isinstance(delimiter, (bytes, bytearray)) or not delimiter:
+            raise ValueError(f"delimiter must be non-empty bytes, got {delimiter!r}")
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
+            raise ValueError(f"max_size must be an int >= 0, got {max_size!r}")
+        buf = self._buffer
+        dlen = len(delimiter)
+        start = 0
+        waited = False
+        while True:
+            index = buf.find(delimiter, start)
+            if index >= 0:
+                if index > max_size:
+                    raise DelimiterNotFound(
+                        f"no {delimiter!r} in the first {max_size} bytes of the stream"
+                    )
+                if not waited:
+                    yield _CHECKPOINT
+                data = bytes(buf[:index])
+                del buf[: index + dlen]
+                return data
+            if len(buf) >= max_size + dlen:
+                raise DelimiterNotFound(
+                    f"no {delimiter!r} in the first {max_size} bytes of the stream"
+                )
+            # Next time, search only where a new match can start.
+            start = max(0, len(buf) - dlen + 1)
+            waited = True
+            if not (yield from self._fill()):
+                partial = bytes(buf)
+                buf.clear()
+                raise IncompleteRead(
+                    f"the stream ended before {delimiter!r} "
+                    f"({len(partial)} bytes received without it)",
+                    partial,
+                )
+
+    def __repr__(self) -> str:
+        return f"<BufferedReceiveStream {len(self._buffer)} buffered, of {self.stream!r}>"
+
+
+# ------------------------------------------------------------ opening
+
+
+def _interleave(targets: list[Any]) -> list[Any]:
+    """Order addresses for Happy Eyeballs (RFC 8305): alternate families,
+    starting with the family of the first address."""
+    if not targets:
+        return []
+    first = targets[0][0]
+    a = [t for t in targets if t[0] == first]
+    b = [t for t in targets if t[0] != first]
+    out: list[Any] = []
+    for i in range(max(len(a), len(b))):
+        if i < len(a):
+            out.append(a[i])
+        if i < len(b):
+            out.append(b[i])
+    return out
+
+
+def _format_addr(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        host = sockaddr[0]
+        return f"[{host}]:{sockaddr[1]}" if ":" in str(host) else f"{host}:{sockaddr[1]}"
+    return repr(sockaddr)
+
+
+async def connect_happy_eyeballs(
+    targets: list[tuple[int, int, int, str, Any]],
+    happy_eyeballs_delay: float,
+    what: str,
+) -> SocketStream:
+    """Connect to the first of ``targets`` (``getaddrinfo`` results) that
+    answers, starting the next attempt after ``happy_eyeballs_delay`` seconds
+    or as soon as the previous one fails. The first success wins; the other
+    attempts are cancelled and their sockets closed."""
+    if not targets:
+        raise OSError(f"no addresses to connect to for {what}")
+    winner: list[SocketType] = []
+    errors: list[tuple[Any, OSError]] = []
+
+    async def attempt(target: tuple[int, int, int, str, Any], failed: Event) -> None:
+        family, type_, proto, _, sockaddr = target
+        sock: SocketType | None = None
+        try:
+            sock = socket(family, type_, proto)  # may fail: e.g. no IPv6 here
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            errors.append((sockaddr, exc))
+            failed.set()
+            return
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            raise
+        if winner:  # two connected in the same round: keep the first
+            sock.close()
+            return
+        winner.append(sock)
+        tg.cancel_scope.cancel()
+
+    try:
+        async with TaskGroup() as tg:
+            for target in targets:
+                failed = Event()
+                tg.spawn(attempt, target, failed, name=f"connect to {_format_addr(target[4])}")
+                with move_on_after(happy_eyeballs_delay):
+                    await failed.wait()
+    except BaseException:
+        for sock in winner:
+            sock.close()
+        raise
+    if not winner:
+        details = "; ".join(f"{_format_addr(addr)}: {exc}" for addr, exc in errors)
+        raise OSError(f"all attempts to connect to {what} failed: {details}") from (
+            ExceptionGroup("connection errors", [exc for _, exc in errors])
+        )
+    sock = winner[0]
+    try:
+        return SocketStream(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+@dual
+async def open_tcp_stream(
+    host: str | bytes,
+    port: int,
+    *,
+    happy_eyeballs_delay: float = 0.25,
+) -> SocketStream:
+    """Connect to ``host``:``port`` over TCP and return a :class:`SocketStream`.
+
+    ``host`` is resolved with :func:`getaddrinfo`; with several addresses
+    (IPv6 and IPv4, say) the attempts are raced by Happy Eyeballs
+    (RFC 8305): a new attempt starts every ``happy_eyeballs_delay`` seconds,
+    or as soon as the one before it fails, and the first connection wins.
+    If every attempt fails, the :class:`OSError` lists each address and its
+    error (and its ``__cause__`` is an ``ExceptionGroup`` of them).
+    """
+    if not isinstance(host, (str, bytes)):
+        raise TypeError(f"host must be a str or bytes, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {port!r}")
+    if happy_eyeballs_delay < 0:
+        raise ValueError(f"happy_eyeballs_delay must be >= 0, got {happy_eyeballs_delay!r}")
+    targets = await getaddrinfo(host, port, type=_stdlib_socket.SOCK_STREAM)
+    shown = host.decode() if isinstance(host, bytes) else host
+    return await connect_happy_eyeballs(
+        _interleave(targets), happy_eyeballs_delay, f"{shown}:{port}"
+    )
+
+
+@dual
+async def open_unix_stream(path: str | bytes) -> SocketStream:
+    """Connect to the unix-domain socket at ``path``."""
+    family = getattr(_stdlib_socket, "AF_UNIX", None)
+    if family is None:  # pragma: no cover - not on this platform
+        raise RuntimeError("unix sockets are not supported on this platform")
+    sock = socket(family, _stdlib_socket.SOCK_STREAM)
+    try:
+        await sock.connect(path)
+        return SocketStream(sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def open_udp_socket(
+    local_host: str | None = None,
+    local_port: int = 0,
+    *,
+    family: int = _stdlib_socket.AF_INET,
+) -> SocketType:
+    """A UDP :class:`SocketType` bound to ``local_host``:``local_port``
+    (``None``: every interface; port 0: any free port). Use
+    ``await sock.sendto(data, address)`` and ``await sock.recvfrom(n)``.
+    ``local_host`` must be a numeric address."""
+    sock = socket(family, _stdlib_socket.SOCK_DGRAM)
+    try:
+        host = "" if local_host is None else local_host
+        sock.bind((host, local_port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
