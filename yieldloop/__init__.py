@@ -60,6 +60,15 @@ from ._kernel._requests import (
 )
 from ._kernel._scope import CancelScope
 from ._kernel._task import Task
+from ._os._signals import SignalReceiver, open_signal_receiver
+from ._os._subprocess import DEVNULL, PIPE, STDOUT, Process, open_process, run_process
+from ._os._threads import (
+    current_default_thread_limiter,
+    from_thread,
+    from_thread_run,
+    from_thread_run_sync,
+    to_thread,
+)
 from ._structured._group import TASK_STATUS_IGNORED, TaskGroup, TaskStatus, gather
 from ._structured._timeouts import fail_after, fail_at, move_on_after, move_on_at
 from ._sync._channel import ReceiveChannel, SendChannel, open_channel
@@ -70,6 +79,19 @@ from ._sync._queue import LifoQueue, PriorityQueue, Queue
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEVNULL",
+    "PIPE",
+    "STDOUT",
+    "Process",
+    "SignalReceiver",
+    "current_default_thread_limiter",
+    "from_thread",
+    "from_thread_run",
+    "from_thread_run_sync",
+    "open_process",
+    "open_signal_receiver",
+    "run_process",
+    "to_thread",
     "Awaitable",
     "BufferedReceiveStream",
     "BusyResourceError",

@@ -44,12 +44,15 @@ def _kernel_of(task: Task[Any]) -> Kernel:
 
 def notify_closing(fd: int | Any) -> None:
     """Tell the kernel that ``fd`` (an int or an object with ``fileno()``) is
-    about to be closed: tasks waiting on it are woken with
+    about to be closed (outside a run this does nothing): tasks waiting on it
+    are woken with
     :class:`~yieldloop.ClosedResourceError` and its poller registration is
     dropped. Anything that closes an fd it waited on must call this first."""
     if not isinstance(fd, int):
         fd = fd.fileno()
-    current_kernel().notify_closing(fd)
+    kernel = running_kernel()
+    if kernel is not None:  # outside a run nothing can be waiting on it
+        kernel.notify_closing(fd)
 
 
 def reschedule(task: Task[Any], value: Any = None) -> None:

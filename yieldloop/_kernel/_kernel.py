@@ -203,6 +203,7 @@ class Kernel:
         "_system_owner",
         "_thread",
         "_threadsafe",
+        "_threadsafe_lock",
         "_wake_fd",
         "_wake_r",
         "_wake_w",
@@ -257,6 +258,7 @@ class Kernel:
         self._threadsafe: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closed = False
+        self._threadsafe_lock = threading.Lock()
         self._handlers: dict[str, Callable[[Task[Any], Any], None]] = {
             "checkpoint": self._req_checkpoint,
             "sleep": self._req_sleep,
@@ -640,10 +642,16 @@ class Kernel:
 
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread soon; callable from any thread."""
-        if self._closed:
-            raise RuntimeError("this yieldloop run has finished")
-        self._threadsafe.append((fn, args))
+        with self._threadsafe_lock:
+            if self._closed:
+                raise RuntimeError("this yieldloop run has finished")
+            self._threadsafe.append((fn, args))
         self._wake()
+
+    @property
+    def closed(self) -> bool:
+        """True once the run has finished (no more callbacks are accepted)."""
+        return self._closed
 
     def _wake(self) -> None:
         w = self._wake_w
@@ -734,7 +742,8 @@ class Kernel:
                 self._emergency_close()
                 raise
         finally:
-            self._closed = True
+            with self._threadsafe_lock:
+                self._closed = True
             self.current_task = None
             local.kernel = None
             sys.set_asyncgen_hooks(*old_hooks)
@@ -830,7 +839,7 @@ class Kernel:
                 if io_waiting:
                     self._poll(0)
             else:
-                if not self.ntasks:
+                if not self.ntasks and not threadsafe:
                     return
                 deadline = math.inf
                 while timers:
