@@ -58,6 +58,9 @@ class _ChannelState(Bound, Generic[T]):
         self.open_senders = 0
         self.open_receivers = 0
 
+    def _describe(self) -> str:
+        return "memory channel"
+
     def statistics(self) -> dict[str, Any]:
         return {
             "current_buffer_used": len(self.buffer),

@@ -46,15 +46,18 @@ class Bound:
     def __init__(self) -> None:
         self._kernel: Kernel | None = local.kernel
 
+    def _describe(self) -> str:
+        return type(self).__name__
+
     def _rebind(self, kernel: Kernel | None) -> Kernel:
         if kernel is None:
             raise RuntimeError(
-                f"{type(self).__name__} must be used from inside yieldloop.run() "
+                f"{self._describe()} must be used from inside yieldloop.run() "
                 "(no yieldloop kernel is running in this thread)"
             )
         if self._kernel is not None:
             raise RunFinishedError(
-                f"this {type(self).__name__} belongs to another yieldloop.run(); "
+                f"this {self._describe()} belongs to another yieldloop.run(); "
                 "create primitives inside the run that uses them"
             )
         self._kernel = kernel

@@ -43,12 +43,13 @@ class Event(Bound):
     def set(self) -> None:
         """Set the flag and wake every waiting task (in the order they
         started waiting). Setting it again does nothing."""
+        kernel = kernel_of(self)
         if self._flag:
             return
         self._flag = True
         waiters = self._waiters
         if waiters:
-            reschedule = kernel_of(self).reschedule
+            reschedule = kernel.reschedule
             self._waiters = {}
             for task in waiters:
                 reschedule(task)

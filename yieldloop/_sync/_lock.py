@@ -310,7 +310,9 @@ class Condition(_AsyncContext, Bound):
 
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiting tasks (the longest-waiting first)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"n must be an int, got {n!r}")
+        if n < 0:
             raise ValueError(f"n must be an int >= 0, got {n!r}")
         kernel = kernel_of(self)
         self._check_held(kernel)
@@ -353,13 +355,14 @@ class CapacityLimiter(_AsyncContext, Bound):
     thread job). A borrower can hold only one token at a time.
     """
 
-    __slots__ = ("_borrowers", "_total", "_waiters")
+    __slots__ = ("_borrowers", "_total", "_waiting_borrowers", "_waiters")
 
     def __init__(self, total: float) -> None:
         Bound.__init__(self)
         self._total: float = _check_total(total)
         self._borrowers: dict[Hashable, None] = {}
         self._waiters: OrderedDict[Task[Any], Hashable] = OrderedDict()
+        self._waiting_borrowers: dict[Hashable, Task[Any]] = {}
 
     @property
     def total(self) -> float:
@@ -403,6 +406,7 @@ class CapacityLimiter(_AsyncContext, Bound):
             self._borrowers[borrower] = None
             return
         self._waiters[task] = borrower
+        self._waiting_borrowers[borrower] = task
         yield ("park", self._abort, self)
 
     def acquire_nowait(self) -> None:
@@ -441,6 +445,11 @@ class CapacityLimiter(_AsyncContext, Bound):
                 f"{borrower!r} already holds a token of this CapacityLimiter "
                 "(a borrower can hold only one)"
             )
+        if borrower in self._waiting_borrowers:
+            raise RuntimeError(
+                f"{borrower!r} is already waiting for a token of this CapacityLimiter "
+                "(a borrower can hold only one)"
+            )
 
     def _wake(self) -> None:
         waiters = self._waiters
@@ -449,11 +458,12 @@ class CapacityLimiter(_AsyncContext, Bound):
         kernel = kernel_of(self)
         while waiters and len(self._borrowers) < self._total:
             task, borrower = waiters.popitem(last=False)
+            del self._waiting_borrowers[borrower]
             self._borrowers[borrower] = None
             kernel.reschedule(task)
 
     def _abort(self, task: Task[Any]) -> bool:
-        del self._waiters[task]
+        del self._waiting_borrowers[self._waiters.pop(task)]
         return True
 
     def statistics(self) -> dict[str, Any]:
