@@ -16,13 +16,14 @@ import logging
 import socket as _stdlib_socket
 import types
 from collections.abc import Callable, Generator
-from types import GeneratorType, TracebackType
+from types import GeneratorType
 from typing import Any
 
 from .._kernel._errors import ClosedResourceError
 from .._kernel._kernel import coerce_coroutine
 from .._kernel._requests import sleep
 from .._structured._group import TASK_STATUS_IGNORED, TaskGroup
+from .._sync._common import AsyncResource
 from ._socket import SocketType, dual, getaddrinfo, socket
 from ._streams import SocketStream
 
@@ -57,7 +58,7 @@ _RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF = 0.1
 
 
-class SocketListener:
+class SocketListener(AsyncResource):
     """A listening :class:`~yieldloop.SocketType`: ``await accept()``
     returns a :class:`~yieldloop.SocketStream` for each new connection.
     ``async with listener:`` closes it."""
@@ -102,16 +103,6 @@ class SocketListener:
         """Close the listening socket at once."""
         self.socket.close()
 
-    async def __aenter__(self) -> SocketListener:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.socket.close()
 
     def __repr__(self) -> str:
         return f"<SocketListener {self.socket!r}>"

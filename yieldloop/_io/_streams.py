@@ -23,13 +23,13 @@ import errno
 import socket as _stdlib_socket
 import types
 from collections.abc import Generator
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from .._kernel._errors import BrokenResourceError, ClosedResourceError
 from .._kernel._requests import Awaitable
 from .._structured._group import TaskGroup
 from .._structured._timeouts import move_on_after
+from .._sync._common import AsyncResource
 from .._sync._event import Event
 from ._socket import Buffer, SocketType, dual, getaddrinfo, socket
 
@@ -71,7 +71,7 @@ class DelimiterNotFound(Exception):
     delimiter. The bytes stay buffered."""
 
 
-class Stream:
+class Stream(AsyncResource):
     """A bidirectional byte stream (trio's ``HalfCloseableStream``).
 
     Subclasses implement :meth:`send_all`, :meth:`receive_some`,
@@ -97,17 +97,6 @@ class Stream:
     def aclose(self) -> Awaitable[None]:
         """Close the stream (awaitable). Closing twice does nothing."""
         raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _check_max_bytes(max_bytes: int | None) -> int:

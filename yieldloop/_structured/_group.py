@@ -93,8 +93,9 @@ class TaskGroup:
         if self._nchildren:
             self._waiting = True
             # Woken by _child_done when the last child finishes. If we are
-            # cancelled meanwhile, _abort_wait cancels the children and we go
-            # on waiting for them: a group never abandons its tasks.
+            # cancelled meanwhile, so are the children (they are inside our
+            # scope), and _abort_wait keeps us waiting for them: a group never
+            # abandons its tasks. The Cancelled comes after, below.
             await park(self._abort_wait, self)
         self._state = 2
         errors = self._errors

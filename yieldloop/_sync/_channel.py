@@ -22,7 +22,6 @@ import math
 import types
 from collections import OrderedDict, deque
 from collections.abc import Generator
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from .._kernel._errors import (
@@ -33,7 +32,7 @@ from .._kernel._errors import (
     WouldBlock,
 )
 from ._common import DONE as _DONE
-from ._common import Bound, enter_slow, kernel_of
+from ._common import AsyncResource, Bound, enter_slow, kernel_of
 
 if TYPE_CHECKING:
     from .._kernel._kernel import Kernel
@@ -72,7 +71,7 @@ class _ChannelState(Bound, Generic[T]):
         }
 
 
-class _End:
+class _End(AsyncResource):
     """What both ends share: closing, context managers, statistics."""
 
     __slots__ = ("__weakref__", "_closed", "_state")
@@ -92,17 +91,6 @@ class _End:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
         self.close()
 
     def statistics(self) -> dict[str, Any]:

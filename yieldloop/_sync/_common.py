@@ -11,7 +11,8 @@ cancelled waiter with ``del`` - no operation scans the waiters.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
 
 from .._kernel._errors import Cancelled, RunFinishedError
 from .._kernel._state import local
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from .._kernel._kernel import Kernel
     from .._kernel._task import Task
 
-__all__ = ["DONE", "Bound", "enter", "enter_slow", "kernel_of"]
+__all__ = ["DONE", "AsyncResource", "Bound", "enter", "enter_slow", "kernel_of"]
 
 
 class _Done:
@@ -104,3 +105,26 @@ def kernel_of(obj: Bound) -> Kernel:
     if kernel is not obj._kernel or kernel is None:
         kernel = obj._rebind(kernel)
     return kernel
+
+
+class AsyncResource:
+    """Something with an awaitable ``aclose()``; ``async with`` closes it.
+
+    Channel ends, streams and listeners all derive from it."""
+
+    __slots__ = ()
+
+    def aclose(self) -> Any:
+        """Close the resource (awaitable). Closing twice does nothing."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
