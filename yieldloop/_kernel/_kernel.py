@@ -190,6 +190,8 @@ class Kernel:
     __slots__ = (
         "__weakref__",
         "_asyncgens",
+        "_abort_fd_fn",
+        "_abort_sleep_fn",
         "_closed",
         "_fd_masks",
         "_handlers",
@@ -258,6 +260,9 @@ class Kernel:
         self._threadsafe: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._closed = False
+        # Bound once: parking a task stores one of these, no new bound method.
+        self._abort_sleep_fn = self._abort_sleep
+        self._abort_fd_fn = self._abort_fd
         self._threadsafe_lock = threading.Lock()
         self._handlers: dict[str, Callable[[Task[Any], Any], None]] = {
             "checkpoint": self._req_checkpoint,
@@ -445,15 +450,26 @@ class Kernel:
         self.ready.append(task)
 
     def _req_sleep(self, task: Task[Any], req: Any) -> None:
-        seconds = _req_arg(req, "sleep", "a number of seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        seconds = req[1] if len(req) == 2 else _req_arg(req, "sleep", "a number of seconds")
+        cls = seconds.__class__
+        if (cls is not float and cls is not int) and (  # the common cases, checked fast
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+        ):
             raise TypeError(f"sleep() needs a number of seconds, got {seconds!r}")
-        if math.isnan(seconds):
+        if seconds != seconds:  # noqa: PLR0124 - NaN
             raise ValueError("sleep() got NaN seconds")
         if seconds <= 0:
             self._req_checkpoint(task, req)
-        else:
-            self._sleep_until(task, self.now() + seconds, req)
+            return
+        if task._scope._eff:
+            self._cancel_now(task)
+            return
+        task._abort = self._abort_sleep_fn
+        task._wait_info = req
+        if seconds != math.inf:
+            seq = next(self._seq)
+            task._timer_seq = seq
+            heapq.heappush(self.timers, (self.now() + seconds, seq, task))
 
     def _req_sleep_until(self, task: Task[Any], req: Any) -> None:
         deadline = _req_arg(req, "sleep_until", "a deadline")
@@ -470,7 +486,7 @@ class Kernel:
         if task._scope._eff:
             self._cancel_now(task)
             return
-        task._abort = self._abort_sleep
+        task._abort = self._abort_sleep_fn
         task._wait_info = req
         if deadline != math.inf:
             self.add_timer(deadline, task)
@@ -533,7 +549,7 @@ class Kernel:
         except BaseException:
             del waiters[fd]
             raise
-        task._abort = self._abort_fd
+        task._abort = self._abort_fd_fn
         task._wait_info = (kind, fd)
 
     def _abort_fd(self, task: Task[Any]) -> bool:
