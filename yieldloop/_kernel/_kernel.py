@@ -355,7 +355,7 @@ class Kernel:
         return True
 
     def _task_exit(self, task: Task[Any], result: Any, exc: BaseException | None) -> None:
-        task._done = True
+        task._next = None  # marks it done (Task._done)
         task._result = result
         task._exc = exc
         if exc is not None:
@@ -913,7 +913,7 @@ class Kernel:
                 task = popleft()
                 self.current_task = task
                 try:
-                    req = task.context.run(task._next, task._coro, task._val)
+                    req = task.context.run(task._next, task._coro, task._val)  # type: ignore[arg-type]
                 except StopIteration as exc:
                     task_exit(task, exc.value, None)
                     continue

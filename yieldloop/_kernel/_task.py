@@ -67,12 +67,10 @@ class Task(Generic[T_co]):
         "_abort",
         "_timer_seq",
         "_owner",
-        "_done",
         "_result",
         "_exc",
         "_waiters",
         "_wait_info",
-        "__weakref__",
     )
 
     def __init__(
@@ -89,13 +87,12 @@ class Task(Generic[T_co]):
         self._coro: AnyCoroutine[T_co] = coro
         # How the kernel resumes the coroutine: ``context.run(_next, coro, _val)``.
         # ``type(coro).send`` is shared by all tasks: no per-task bound method.
-        self._next: Callable[[Any, Any], Any] = coro.__class__.send
+        self._next: Callable[[Any, Any], Any] | None = coro.__class__.send
         self._val: Any = None
         self._scope = scope
         self._cancel_scope: CancelScope | None = None
         self._abort: Any = None
         self._owner = owner
-        self._done = False
         self._waiters: dict[Task[Any], None] | None = None
         # Set when first needed (kept out of __init__: spawning is a hot path):
         # _result, _exc (at exit), _timer_seq (when a timer is armed), and
@@ -104,6 +101,11 @@ class Task(Generic[T_co]):
         self._exc: BaseException | None
         self._timer_seq: int
         self._wait_info: Any
+
+    @property
+    def _done(self) -> bool:
+        # A finished task has no way to be resumed: the kernel clears _next.
+        return self._next is None
 
     @property
     def _kernel(self) -> Kernel | None:

@@ -150,8 +150,12 @@ class SendChannel(_End, Generic[T]):
         if not self._try_send(kernel_of(self._state), value):
             raise WouldBlock("the channel's buffer is full")
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._state.senders[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._state.senders[task]
         return True
 
     def clone(self) -> SendChannel[T]:
@@ -243,8 +247,12 @@ class ReceiveChannel(_End, Generic[T]):
             raise WouldBlock("no item is ready")
         return value  # type: ignore[no-any-return]
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._state.receivers[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._state.receivers[task]
         return True
 
     def clone(self) -> ReceiveChannel[T]:

@@ -68,8 +68,12 @@ class Event(Bound):
         self._waiters[task] = None
         yield ("park", self._abort, self)
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._waiters[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._waiters[task]
         return True
 
     def statistics(self) -> dict[str, int]:

@@ -135,8 +135,12 @@ class Lock(_AsyncContext, Bound):
         self._waiters[task] = None
         yield ("park", _never_abort, self)
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._waiters[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._waiters[task]
         return True
 
     def statistics(self) -> dict[str, Any]:
@@ -225,8 +229,12 @@ class Semaphore(_AsyncContext, Bound):
             )
         self._value += 1
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._waiters[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._waiters[task]
         return True
 
     def statistics(self) -> dict[str, Any]:
@@ -334,8 +342,12 @@ class Condition(_AsyncContext, Bound):
         if self._lock._owner is not kernel.current_task:
             raise RuntimeError("Condition.notify() must be called with the lock held")
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._waiters[task]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._waiters[task]
         return True
 
     def statistics(self) -> dict[str, Any]:
@@ -462,8 +474,12 @@ class CapacityLimiter(_AsyncContext, Bound):
             self._borrowers[borrower] = None
             kernel.reschedule(task)
 
-    def _abort(self, task: Task[Any]) -> bool:
-        del self._waiting_borrowers[self._waiters.pop(task)]
+    @staticmethod
+    def _abort(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._waiting_borrowers[owner._waiters.pop(task)]
         return True
 
     def statistics(self) -> dict[str, Any]:

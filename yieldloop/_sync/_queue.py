@@ -140,12 +140,20 @@ class Queue(Bound, Generic[T]):
         self._push(item)
         kernel.reschedule(putter)
 
-    def _abort_get(self, task: Task[Any]) -> bool:
-        del self._getters[task]
+    @staticmethod
+    def _abort_get(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._getters[task]
         return True
 
-    def _abort_put(self, task: Task[Any]) -> bool:
-        del self._putters[task]
+    @staticmethod
+    def _abort_put(task: Task[Any]) -> bool:
+        # A plain function (no bound method to allocate per wait); the
+        # primitive is the ``info`` the task parked with.
+        owner = task._wait_info
+        del owner._putters[task]
         return True
 
     def statistics(self) -> dict[str, int]:
