@@ -26,17 +26,16 @@ waiting on it, raises :class:`~yieldloop.ClosedResourceError`.
 from __future__ import annotations
 
 import builtins
-import functools
 import os
 import socket as _stdlib_socket
 import threading
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._kernel._errors import Cancelled, ClosedResourceError
-from .._kernel._requests import Awaitable
+from .._kernel._requests import dual
 from .._kernel._state import current_kernel, running_kernel
 
 if TYPE_CHECKING:
@@ -57,44 +56,6 @@ _RESCHEDULE = ("reschedule",)
 
 # A bytes-like object the socket layer accepts for sending.
 Buffer = bytes | bytearray | memoryview
-
-
-class _Dual(Generic[T]):
-    """What a function decorated with :func:`dual` returns: an awaitable that
-    also works with ``yield from``. The coroutine is made only when it is
-    awaited, so one that is never awaited does not warn."""
-
-    __slots__ = ("_args", "_fn", "_kwargs")
-
-    def __init__(
-        self, fn: Callable[..., Coroutine[Any, Any, T]], args: Any, kwargs: Any
-    ) -> None:
-        self._fn: Callable[..., Coroutine[Any, Any, T]] | None = fn
-        self._args = args
-        self._kwargs = kwargs
-
-    def __await__(self) -> Generator[Any, Any, T]:
-        fn = self._fn
-        if fn is None:
-            raise RuntimeError("this awaitable was already awaited (it can be awaited once)")
-        self._fn = None
-        return fn(*self._args, **self._kwargs).__await__()
-
-    __iter__ = __await__
-
-    def __repr__(self) -> str:
-        return f"<awaitable {getattr(self._fn, '__qualname__', 'already awaited')}()>"
-
-
-def dual(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Awaitable[T]]:
-    """Make an ``async def`` function usable with ``yield from`` too (the
-    public awaitables of yieldloop work in both styles)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
-        return _Dual(fn, args, kwargs)
-
-    return wrapper
 
 
 def _cancel_check() -> None:

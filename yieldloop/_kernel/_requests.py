@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from ._kernel import CHECKPOINT
 from ._state import current_kernel
@@ -31,10 +31,13 @@ __all__ = [
     "park",
     "wait_readable",
     "wait_writable",
+    "dual",
 ]
 
 T_co = TypeVar("T_co", covariant=True)
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Awaitable(Protocol[T_co]):
@@ -171,3 +174,41 @@ def wait_readable(fd: Any) -> Generator[Any, Any, None]:
 def wait_writable(fd: Any) -> Generator[Any, Any, None]:
     """Wait until ``fd`` (an int or an object with ``fileno()``) is writable."""
     yield ("wait_writable", fd)
+
+
+class _Dual(Generic[T]):
+    """What a function decorated with :func:`dual` returns: an awaitable that
+    also works with ``yield from``. The coroutine is made only when it is
+    awaited, so one that is never awaited does not warn."""
+
+    __slots__ = ("_args", "_fn", "_kwargs")
+
+    def __init__(
+        self, fn: Callable[..., Coroutine[Any, Any, T]], args: Any, kwargs: Any
+    ) -> None:
+        self._fn: Callable[..., Coroutine[Any, Any, T]] | None = fn
+        self._args = args
+        self._kwargs = kwargs
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        fn = self._fn
+        if fn is None:
+            raise RuntimeError("this awaitable was already awaited (it can be awaited once)")
+        self._fn = None
+        return fn(*self._args, **self._kwargs).__await__()
+
+    __iter__ = __await__
+
+    def __repr__(self) -> str:
+        return f"<awaitable {getattr(self._fn, '__qualname__', 'already awaited')}()>"
+
+
+def dual(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Awaitable[T]]:
+    """Make an ``async def`` function usable with ``yield from`` too (the
+    public awaitables of yieldloop work in both styles)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        return _Dual(fn, args, kwargs)
+
+    return wrapper
