@@ -15,9 +15,10 @@ import pytest
 
 import yieldloop as yl
 from yieldloop import CancelScope, ClosedResourceError, TaskGroup
+from yieldloop._io._connect import open_tcp_stream
 from yieldloop._io._server import SocketListener, open_tcp_listeners, serve_listeners, serve_tcp
 from yieldloop._io._socket import socket
-from yieldloop._io._streams import BufferedReceiveStream, SocketStream, open_tcp_stream
+from yieldloop._io._streams import BufferedReceiveStream, SocketStream
 from yieldloop.lowlevel import current_kernel
 
 pytestmark = pytest.mark.timeout(60)

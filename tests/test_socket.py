@@ -12,8 +12,8 @@ import pytest
 
 import yieldloop as yl
 from yieldloop import CancelScope, ClosedResourceError, TaskGroup
+from yieldloop._io._connect import open_udp_socket
 from yieldloop._io._socket import SocketType, from_stdlib_socket, getaddrinfo, socket
-from yieldloop._io._streams import open_udp_socket
 from yieldloop.lowlevel import current_kernel
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,6 +12,7 @@ import pytest
 
 import yieldloop as yl
 from yieldloop import BrokenResourceError, CancelScope, ClosedResourceError, TaskGroup
+from yieldloop._io._connect import connect_happy_eyeballs, open_tcp_stream, open_unix_stream
 from yieldloop._io._socket import getaddrinfo, socket
 from yieldloop._io._streams import (
     BufferedReceiveStream,
@@ -20,9 +21,6 @@ from yieldloop._io._streams import (
     IncompleteRead,
     SocketStream,
     Stream,
-    connect_happy_eyeballs,
-    open_tcp_stream,
-    open_unix_stream,
 )
 from yieldloop.lowlevel import current_kernel
 
@@ -551,7 +549,7 @@ def test_open_tcp_stream_bad_arguments():
 
 
 def test_interleave_alternates_families():
-    from yieldloop._io._streams import _interleave
+    from yieldloop._io._connect import _interleave
 
     six = [(stdlib_socket.AF_INET6, 1, 6, "", (f"::{i}", 80, 0, 0)) for i in range(3)]
     four = [(stdlib_socket.AF_INET, 1, 6, "", (f"10.0.0.{i}", 80)) for i in range(2)]

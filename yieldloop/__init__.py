@@ -23,6 +23,7 @@ The public API, at a glance::
 
 from __future__ import annotations
 
+from ._io._connect import open_tcp_stream, open_udp_socket, open_unix_stream
 from ._io._server import SocketListener, open_tcp_listeners, serve_listeners, serve_tcp
 from ._io._streams import (
     BufferedReceiveStream,
@@ -31,10 +32,8 @@ from ._io._streams import (
     IncompleteRead,
     SocketStream,
     Stream,
-    open_tcp_stream,
-    open_udp_socket,
-    open_unix_stream,
 )
+from ._io._tls import TLSStream
 from ._kernel._clock import Clock, MonotonicClock
 from ._kernel._errors import (
     BrokenResourceError,
@@ -100,6 +99,7 @@ __all__ = [
     "SocketListener",
     "SocketStream",
     "Stream",
+    "TLSStream",
     "open_tcp_listeners",
     "open_tcp_stream",
     "open_udp_socket",

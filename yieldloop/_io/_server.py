@@ -14,22 +14,31 @@ from __future__ import annotations
 import errno
 import logging
 import socket as _stdlib_socket
+import ssl
 import types
 from collections.abc import Callable, Generator
 from types import GeneratorType
 from typing import Any
 
-from .._kernel._errors import ClosedResourceError
+from .._kernel._errors import BrokenResourceError, ClosedResourceError
 from .._kernel._kernel import coerce_coroutine
 from .._kernel._requests import sleep
 from .._structured._group import TASK_STATUS_IGNORED, TaskGroup
+from .._structured._timeouts import fail_after, move_on_after
 from .._sync._common import AsyncResource
 from ._socket import SocketType, dual, getaddrinfo, socket
 from ._streams import SocketStream
+from ._tls import TLSStream
 
 __all__ = ["SocketListener", "open_tcp_listeners", "serve_listeners", "serve_tcp"]
 
 logger = logging.getLogger("yieldloop.server")
+
+#: Seconds a TLS client gets to finish its handshake before it is dropped.
+DEFAULT_HANDSHAKE_TIMEOUT = 60.0
+
+# Seconds spent at most sending close_notify when a TLS connection ends.
+_TLS_CLOSE_GRACE = 1.0
 
 #: Errors from ``accept()`` that concern one connection that went away
 #: before we took it (or a firewall refusing it): skip it and go on.
@@ -182,9 +191,45 @@ def _peer_of(stream: SocketStream) -> str:
         return "(unknown peer)"
 
 
-async def _run_handler(handler: Callable[..., Any], stream: SocketStream, peer: str) -> None:
+class _TLSOptions:
+    """How a server wraps each connection in TLS."""
+
+    __slots__ = ("context", "handshake_timeout", "https_compatible")
+
+    def __init__(
+        self, context: ssl.SSLContext, https_compatible: bool, handshake_timeout: float
+    ) -> None:
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"ssl_context must be an ssl.SSLContext or None, got {context!r}")
+        if not handshake_timeout > 0:
+            raise ValueError(f"handshake_timeout must be > 0, got {handshake_timeout!r}")
+        self.context = context
+        self.https_compatible = https_compatible
+        self.handshake_timeout = handshake_timeout
+
+
+def _tls_options(
+    context: ssl.SSLContext | None, https_compatible: bool, handshake_timeout: float
+) -> _TLSOptions | None:
+    return None if context is None else _TLSOptions(context, https_compatible, handshake_timeout)
+
+
+async def _run_handler(
+    handler: Callable[..., Any], stream: SocketStream, peer: str, tls: _TLSOptions | None
+) -> None:
+    conn: SocketStream | TLSStream = stream
     try:
-        await _drive(coerce_coroutine(handler, (stream,), "serve_tcp"))
+        if tls is not None:
+            conn = TLSStream(
+                stream, tls.context, server_side=True, https_compatible=tls.https_compatible
+            )
+            try:
+                with fail_after(tls.handshake_timeout):
+                    await conn.do_handshake()
+            except (BrokenResourceError, ClosedResourceError, TimeoutError) as exc:
+                logger.warning("TLS handshake with %s failed: %s", peer, exc)
+                return
+        await _drive(coerce_coroutine(handler, (conn,), "serve_tcp"))
     except Exception as exc:
         logger.error(
             "error in connection handler %s for %s",
@@ -193,11 +238,21 @@ async def _run_handler(handler: Callable[..., Any], stream: SocketStream, peer: 
             exc_info=exc,
         )
     finally:
+        if conn is not stream:
+            with move_on_after(_TLS_CLOSE_GRACE) as scope:
+                scope.shield = True
+                try:
+                    await conn.aclose()  # close_notify, best effort
+                except Exception:
+                    pass
         stream.close()
 
 
 async def _serve_one_listener(
-    listener: SocketListener, tg: TaskGroup, handler: Callable[..., Any]
+    listener: SocketListener,
+    tg: TaskGroup,
+    handler: Callable[..., Any],
+    tls: _TLSOptions | None,
 ) -> None:
     async with listener:
         out_of_fds = False
@@ -222,7 +277,7 @@ async def _serve_one_listener(
                 logger.info("accept() on %r works again", listener)
             peer = _peer_of(stream)
             try:
-                tg.spawn(_run_handler, handler, stream, peer, name=f"handler for {peer}")
+                tg.spawn(_run_handler, handler, stream, peer, tls, name=f"handler for {peer}")
             except BaseException:
                 stream.close()
                 raise
@@ -233,10 +288,20 @@ async def serve_listeners(
     handler: Callable[..., Any],
     listeners: list[SocketListener],
     *,
+    ssl_context: ssl.SSLContext | None = None,
+    https_compatible: bool = False,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     task_status: Any = TASK_STATUS_IGNORED,
 ) -> None:
     """Accept connections on every listener and run ``handler(stream)`` for
     each in a task of its own; never returns (cancel it to stop).
+
+    With ``ssl_context`` each connection is a server-side
+    :class:`~yieldloop.TLSStream`: its handshake runs (in the connection's
+    task) before the handler is called; a client whose handshake fails or
+    takes longer than ``handshake_timeout`` seconds is logged (warning) and
+    dropped, and the server goes on. After the handler, the TLS session is
+    closed with ``close_notify`` (best effort, at most 1 s).
 
     ``task_status.started(listeners)`` is called once the accept loops are
     running, so ``await tg.start(serve_listeners, handler, listeners)``
@@ -249,10 +314,22 @@ async def serve_listeners(
     listeners = list(listeners)
     if not listeners:
         raise ValueError("serve_listeners() needs at least one listener")
+    tls = _tls_options(ssl_context, https_compatible, handshake_timeout)
+    await _serve(handler, listeners, tls, task_status)
+
+
+async def _serve(
+    handler: Callable[..., Any],
+    listeners: list[SocketListener],
+    tls: _TLSOptions | None,
+    task_status: Any,
+) -> None:
     try:
         async with TaskGroup() as tg:
             for listener in listeners:
-                tg.spawn(_serve_one_listener, listener, tg, handler, name=f"accept on {listener}")
+                tg.spawn(
+                    _serve_one_listener, listener, tg, handler, tls, name=f"accept on {listener}"
+                )
             task_status.started(listeners)
     finally:
         for listener in listeners:
@@ -265,15 +342,20 @@ async def serve_tcp(
     port: int,
     *,
     host: str | bytes | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    https_compatible: bool = False,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     backlog: int | None = None,
     task_status: Any = TASK_STATUS_IGNORED,
 ) -> None:
     """Serve TCP on ``port``: :func:`open_tcp_listeners` then
-    :func:`serve_listeners`. ``task_status.started()`` gets the list of
+    :func:`serve_listeners` (with ``ssl_context``: TLS on every
+    connection, see there). ``task_status.started()`` gets the list of
     listeners::
 
         listeners = await tg.start(functools.partial(serve_tcp, handler, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
     """
+    tls = _tls_options(ssl_context, https_compatible, handshake_timeout)
     listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
-    await serve_listeners(handler, listeners, task_status=task_status)
+    await _serve(handler, listeners, tls, task_status)

@@ -1,5 +1,5 @@
 """Byte streams: the :class:`Stream` interface, :class:`SocketStream`,
-:class:`BufferedReceiveStream`, and the functions that open connections.
+:class:`BufferedReceiveStream` (connections are opened in ``_connect``).
 
 Layer 4. A stream moves bytes in order, both ways: :meth:`Stream.send_all`,
 :meth:`Stream.receive_some` (``b""`` at the end), :meth:`Stream.send_eof`,
@@ -27,11 +27,8 @@ from typing import Any
 
 from .._kernel._errors import BrokenResourceError, ClosedResourceError
 from .._kernel._requests import Awaitable
-from .._structured._group import TaskGroup
-from .._structured._timeouts import move_on_after
 from .._sync._common import AsyncResource
-from .._sync._event import Event
-from ._socket import Buffer, SocketType, dual, getaddrinfo, socket
+from ._socket import Buffer, SocketType
 
 __all__ = [
     "BufferedReceiveStream",
@@ -40,9 +37,6 @@ __all__ = [
     "IncompleteRead",
     "SocketStream",
     "Stream",
-    "open_tcp_stream",
-    "open_udp_socket",
-    "open_unix_stream",
 ]
 
 #: ``receive_some()`` without ``max_bytes`` reads up to this many bytes.
@@ -347,154 +341,3 @@ class BufferedReceiveStream(Stream):
 
     def __repr__(self) -> str:
         return f"<BufferedReceiveStream {len(self._buffer)} buffered, of {self.stream!r}>"
-
-
-# ------------------------------------------------------------ opening
-
-
-def _interleave(targets: list[Any]) -> list[Any]:
-    """Order addresses for Happy Eyeballs (RFC 8305): alternate families,
-    starting with the family of the first address."""
-    if not targets:
-        return []
-    first = targets[0][0]
-    a = [t for t in targets if t[0] == first]
-    b = [t for t in targets if t[0] != first]
-    out: list[Any] = []
-    for i in range(max(len(a), len(b))):
-        if i < len(a):
-            out.append(a[i])
-        if i < len(b):
-            out.append(b[i])
-    return out
-
-
-def _format_addr(sockaddr: Any) -> str:
-    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
-        host = sockaddr[0]
-        return f"[{host}]:{sockaddr[1]}" if ":" in str(host) else f"{host}:{sockaddr[1]}"
-    return repr(sockaddr)
-
-
-async def connect_happy_eyeballs(
-    targets: list[tuple[int, int, int, str, Any]],
-    happy_eyeballs_delay: float,
-    what: str,
-) -> SocketStream:
-    """Connect to the first of ``targets`` (``getaddrinfo`` results) that
-    answers, starting the next attempt after ``happy_eyeballs_delay`` seconds
-    or as soon as the previous one fails. The first success wins; the other
-    attempts are cancelled and their sockets closed."""
-    if not targets:
-        raise OSError(f"no addresses to connect to for {what}")
-    winner: list[SocketType] = []
-    errors: list[tuple[Any, OSError]] = []
-
-    async def attempt(target: tuple[int, int, int, str, Any], failed: Event) -> None:
-        family, type_, proto, _, sockaddr = target
-        sock: SocketType | None = None
-        try:
-            sock = socket(family, type_, proto)  # may fail: e.g. no IPv6 here
-            await sock.connect(sockaddr)
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            errors.append((sockaddr, exc))
-            failed.set()
-            return
-        except BaseException:
-            if sock is not None:
-                sock.close()
-            raise
-        if winner:  # two connected in the same round: keep the first
-            sock.close()
-            return
-        winner.append(sock)
-        tg.cancel_scope.cancel()
-
-    try:
-        async with TaskGroup() as tg:
-            for target in targets:
-                failed = Event()
-                tg.spawn(attempt, target, failed, name=f"connect to {_format_addr(target[4])}")
-                with move_on_after(happy_eyeballs_delay):
-                    await failed.wait()
-    except BaseException:
-        for sock in winner:
-            sock.close()
-        raise
-    if not winner:
-        details = "; ".join(f"{_format_addr(addr)}: {exc}" for addr, exc in errors)
-        raise OSError(f"all attempts to connect to {what} failed: {details}") from (
-            ExceptionGroup("connection errors", [exc for _, exc in errors])
-        )
-    sock = winner[0]
-    try:
-        return SocketStream(sock)
-    except BaseException:
-        sock.close()
-        raise
-
-
-@dual
-async def open_tcp_stream(
-    host: str | bytes,
-    port: int,
-    *,
-    happy_eyeballs_delay: float = 0.25,
-) -> SocketStream:
-    """Connect to ``host``:``port`` over TCP and return a :class:`SocketStream`.
-
-    ``host`` is resolved with :func:`getaddrinfo`; with several addresses
-    (IPv6 and IPv4, say) the attempts are raced by Happy Eyeballs
-    (RFC 8305): a new attempt starts every ``happy_eyeballs_delay`` seconds,
-    or as soon as the one before it fails, and the first connection wins.
-    If every attempt fails, the :class:`OSError` lists each address and its
-    error (and its ``__cause__`` is an ``ExceptionGroup`` of them).
-    """
-    if not isinstance(host, (str, bytes)):
-        raise TypeError(f"host must be a str or bytes, got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, got {port!r}")
-    if happy_eyeballs_delay < 0:
-        raise ValueError(f"happy_eyeballs_delay must be >= 0, got {happy_eyeballs_delay!r}")
-    targets = await getaddrinfo(host, port, type=_stdlib_socket.SOCK_STREAM)
-    shown = host.decode() if isinstance(host, bytes) else host
-    return await connect_happy_eyeballs(
-        _interleave(targets), happy_eyeballs_delay, f"{shown}:{port}"
-    )
-
-
-@dual
-async def open_unix_stream(path: str | bytes) -> SocketStream:
-    """Connect to the unix-domain socket at ``path``."""
-    family = getattr(_stdlib_socket, "AF_UNIX", None)
-    if family is None:  # pragma: no cover - not on this platform
-        raise RuntimeError("unix sockets are not supported on this platform")
-    sock = socket(family, _stdlib_socket.SOCK_STREAM)
-    try:
-        await sock.connect(path)
-        return SocketStream(sock)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def open_udp_socket(
-    local_host: str | None = None,
-    local_port: int = 0,
-    *,
-    family: int = _stdlib_socket.AF_INET,
-) -> SocketType:
-    """A UDP :class:`SocketType` bound to ``local_host``:``local_port``
-    (``None``: every interface; port 0: any free port). Use
-    ``await sock.sendto(data, address)`` and ``await sock.recvfrom(n)``.
-    ``local_host`` must be a numeric address."""
-    sock = socket(family, _stdlib_socket.SOCK_DGRAM)
-    try:
-        host = "" if local_host is None else local_host
-        sock.bind((host, local_port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
