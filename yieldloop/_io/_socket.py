@@ -359,6 +359,10 @@ class _Lookup:
     the task was cancelled meanwhile (then the result is dropped).
     """
 
+    #: A task parked on this is woken from outside the loop (a thread, a
+    #: signal): on virtual time, the kernel does not call it a deadlock.
+    wakes_from_outside = True
+
     __slots__ = ("abandoned", "kernel", "task")
 
     def __init__(self, kernel: Any, task: Task[Any]) -> None:

@@ -9,11 +9,13 @@ __all__ = [
     "BrokenResourceError",
     "Cancelled",
     "ClosedResourceError",
+    "Deadlock",
     "EndOfChannel",
     "QueueEmpty",
     "QueueFull",
     "RunFinishedError",
     "TaskCancelled",
+    "TooManySteps",
     "WouldBlock",
 ]
 
@@ -74,3 +76,16 @@ class QueueEmpty(WouldBlock):
 
 class QueueFull(WouldBlock):
     """``Queue.put_nowait()`` on a full queue."""
+
+
+class Deadlock(RuntimeError):
+    """Raised by :func:`~yieldloop.run` on virtual time when every task
+    waits for something that no task, timer, I/O or thread can ever bring:
+    two tasks each waiting for a lock the other holds, a task waiting for an
+    event nobody will set. The message names every task and what it waits
+    on (a lock and its holder, a queue, an event, a child task)."""
+
+
+class TooManySteps(RuntimeError):
+    """A run under a scheduler took more steps than its ``max_steps`` (a
+    livelock, or a test too long to explore)."""

@@ -53,7 +53,8 @@ from contextvars import copy_context
 from typing import Any
 
 from ._clock import Clock, MonotonicClock
-from ._errors import Cancelled, ClosedResourceError
+from ._errors import Cancelled, ClosedResourceError, Deadlock, TooManySteps
+from ._scheduler import Scheduler
 from ._scope import CancelScope, detach_task, make_root_scope
 from ._state import local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
@@ -218,12 +219,16 @@ class Kernel:
         "on_emit",
         "ready",
         "root_scope",
+        "scheduler",
         "stale_timers",
         "timers",
     )
 
     def __init__(
-        self, clock: Clock | None = None, on_emit: Callable[[Any], Any] | None = None
+        self,
+        clock: Clock | None = None,
+        on_emit: Callable[[Any], Any] | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -239,6 +244,11 @@ class Kernel:
         if on_emit is not None and not callable(on_emit):
             raise TypeError(f"on_emit must be callable, got {on_emit!r}")
         self.on_emit = on_emit
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise TypeError(
+                f"scheduler must be a yieldloop Scheduler instance or None, got {scheduler!r}"
+            )
+        self.scheduler = scheduler
         self.ready: deque[Task[Any]] = deque()
         self.timers: list[tuple[float, int, Any]] = []
         self.stale_timers = 0
@@ -834,81 +844,102 @@ class Kernel:
             except BaseException:
                 pass
 
+    def _collect(self) -> bool:
+        """Step 1 of the loop: wait for something to do - I/O, timers, other
+        threads - and move what became ready to the ready queue. Returns True
+        when the run is over (no task left)."""
+        ready = self.ready
+        timers = self.timers
+        threadsafe = self._threadsafe
+        if ready:
+            if self._fd_masks:
+                self._poll(0)
+        else:
+            if not self.ntasks and not threadsafe:
+                return True
+            deadline = math.inf
+            while timers:
+                entry = timers[0]
+                if entry[2]._timer_seq == entry[1]:
+                    deadline = entry[0]
+                    break
+                heapq.heappop(timers)
+                self.stale_timers -= 1
+            if threadsafe or self._ki_pending:
+                timeout = 0.0
+            elif deadline == math.inf:
+                timeout = -1.0
+                if self._idle is not None and not (self._readers or self._writers):
+                    # Virtual time and nothing that could ever wake a task?
+                    timeout = self._check_deadlock()
+            else:
+                timeout = self.clock.deadline_to_sleep_time(deadline)
+            if timeout == math.inf:
+                timeout = -1.0
+            got_io = self._poll(timeout)
+            if not got_io and self._idle is not None and not threadsafe:
+                self._idle(deadline)
+        if timers:
+            t = self.now()
+            append = ready.append
+            while timers:
+                entry = timers[0]
+                if entry[0] > t:
+                    break
+                heapq.heappop(timers)
+                obj = entry[2]
+                if obj._timer_seq != entry[1]:
+                    self.stale_timers -= 1
+                    continue
+                if obj.__class__ is Task:
+                    obj._timer_seq = 0
+                    obj._abort = None
+                    obj._wait_info = None
+                    obj._val = None
+                    append(obj)
+                else:
+                    obj._timer_fired()
+            if self.stale_timers > 64 and self.stale_timers * 2 > len(timers):
+                self._compact_timers()
+        while threadsafe:
+            fn, args = threadsafe.popleft()
+            try:
+                fn(*args)
+            except BaseException as exc:
+                logger.error("error in a callback from another thread", exc_info=exc)
+                self.set_fatal(exc)
+        if self._ki_pending:
+            self._ki_pending = False
+            self.set_fatal(KeyboardInterrupt())
+        return False
+
     def _loop(self) -> None:
         """The scheduler. Read this one first."""
+        if self.scheduler is not None:
+            self._loop_scheduled()
+            return
         ready = self.ready
         popleft = ready.popleft
         append = ready.append
-        timers = self.timers
-        heappop = heapq.heappop
-        now = self.now
         handlers = self._handlers
         checkpoint = CHECKPOINT
         threadsafe = self._threadsafe
         io_waiting = self._fd_masks
+        timers = self.timers
         task_exit = self._task_exit
         request_failed = self._request_failed
 
         while True:
             # ---- 1. wait for something to do: I/O, timers, other threads
-            if ready:
-                if io_waiting:
-                    self._poll(0)
-            else:
-                if not self.ntasks and not threadsafe:
-                    return
-                deadline = math.inf
-                while timers:
-                    entry = timers[0]
-                    if entry[2]._timer_seq == entry[1]:
-                        deadline = entry[0]
-                        break
-                    heappop(timers)
-                    self.stale_timers -= 1
-                if threadsafe or self._ki_pending:
-                    timeout = 0.0
-                elif deadline == math.inf:
-                    timeout = -1.0
-                else:
-                    timeout = self.clock.deadline_to_sleep_time(deadline)
-                if timeout == math.inf:
-                    timeout = -1.0
-                got_io = self._poll(timeout)
-                if not got_io and self._idle is not None and not threadsafe:
-                    self._idle(deadline)
-            if timers:
-                t = now()
-                while timers:
-                    entry = timers[0]
-                    if entry[0] > t:
-                        break
-                    heappop(timers)
-                    obj = entry[2]
-                    if obj._timer_seq != entry[1]:
-                        self.stale_timers -= 1
-                        continue
-                    if obj.__class__ is Task:
-                        obj._timer_seq = 0
-                        obj._abort = None
-                        obj._wait_info = None
-                        obj._val = None
-                        append(obj)
-                    else:
-                        obj._timer_fired()
-                if self.stale_timers > 64 and self.stale_timers * 2 > len(timers):
-                    self._compact_timers()
-            while threadsafe:
-                fn, args = threadsafe.popleft()
-                try:
-                    fn(*args)
-                except BaseException as exc:
-                    logger.error("error in a callback from another thread", exc_info=exc)
-                    self.set_fatal(exc)
-            if self._ki_pending:
-                self._ki_pending = False
-                self.set_fatal(KeyboardInterrupt())
+            # (skipped while tasks are ready and nothing else can be pending)
+            if (
+                not ready or io_waiting or timers or threadsafe or self._ki_pending
+            ) and self._collect():
+                return
 
-            # ---- 2. run every task that is ready now (not the ones they wake)
+            # ---- 2. run every task that is ready now (not the ones they wake):
+            # resume it, then act on the request it yields. (_loop_scheduled
+            # has the same step; tests check that both loops agree.)
             for _ in range(len(ready)):
                 task = popleft()
                 self.current_task = task
@@ -933,6 +964,102 @@ class Kernel:
                         request_failed(task, req, exc)
             self.current_task = None
 
+    def _loop_scheduled(self) -> None:
+        """The loop when a :class:`Scheduler` picks the order: the same
+        rounds as :meth:`_loop`, but before each step the scheduler chooses
+        one task among *all* the ready ones (also those woken in this round),
+        and after it, if the scheduler has an ``after_step``, tells it what
+        the task asked for."""
+        ready = self.ready
+        scheduler = self.scheduler
+        assert scheduler is not None
+        choose = scheduler.choose
+        after = None
+        if type(scheduler).after_step is not Scheduler.after_step:
+            after = scheduler.after_step
+        handlers = self._handlers
+        task_exit = self._task_exit
+        request_failed = self._request_failed
+        append = ready.append
+        checkpoint = CHECKPOINT
+        limit: float = math.inf if scheduler.max_steps is None else scheduler.max_steps
+        steps = 0
+        while True:
+            if self._collect():
+                return
+            steps += len(ready)  # checked once a round, not at every step
+            if steps > limit:
+                raise TooManySteps(
+                    f"the run took more than {limit:g} steps (the scheduler's max_steps); "
+                    "is a task looping without ever waiting for the others?"
+                )
+            for _ in range(len(ready)):
+                i = choose(ready)
+                if i:
+                    task = ready[i]
+                    del ready[i]
+                else:
+                    task = ready.popleft()
+                # The same step as in _loop (this loop runs every test under
+                # exploration, so its speed matters too).
+                self.current_task = task
+                try:
+                    req = task.context.run(task._next, task._coro, task._val)  # type: ignore[arg-type]
+                except StopIteration as exc:
+                    req = None
+                    task_exit(task, exc.value, None)
+                except BaseException as exc:
+                    req = None
+                    task_exit(task, None, exc)
+                else:
+                    if req is checkpoint or req is None:
+                        if task._scope._eff:
+                            self._cancel_now(task)
+                        else:
+                            task._val = None
+                            append(task)
+                    else:
+                        try:
+                            handlers[req[0]](task, req)
+                        except Exception as exc:
+                            request_failed(task, req, exc)
+                self.current_task = None
+                if after is not None:
+                    after(task, req)
+
+    # ============================================================ deadlocks
+
+    def _check_deadlock(self) -> float:
+        """Called on virtual time when no task is ready, no timer is set and
+        no task waits for I/O: unless a task waits for something outside the
+        loop (a thread, a signal), nothing can ever wake the tasks. Then the
+        run fails with :class:`Deadlock`, naming every task and what it waits
+        on: first by cancelling everything (so ``finally`` blocks run); if
+        that cannot end the waits either, at once. Returns the poll timeout:
+        -1 (forever) while something outside may still wake a task."""
+        tasks = self.all_tasks()
+        for task in tasks:
+            info = task._wait_info if task._abort is not None else None
+            if getattr(info, "wakes_from_outside", False):
+                return -1.0
+        report = describe_deadlock(self, tasks)
+        if self.fatal is not None and isinstance(self.fatal, Deadlock):
+            self.fatal.add_note("cancelling every task did not end the deadlock:\n" + report)
+            raise self.fatal
+        self.set_fatal(Deadlock(report))
+        return 0.0
+
+    def all_tasks(self) -> list[Task[Any]]:
+        """Every task of this run that has not finished, in spawn order
+        within each cancel scope (a walk of the scope tree)."""
+        out: list[Task[Any]] = []
+        stack = [self.root_scope]
+        while stack:
+            scope = stack.pop()
+            out.extend(t for t in scope._tasks if not t._done)
+            stack.extend(reversed(scope._children))
+        return out
+
     def _request_failed(self, task: Task[Any], req: Any, exc: Exception) -> None:
         # Either ``req`` is not a request at all (then ``exc`` came from looking
         # it up), or a known request's handler rejected its arguments.
@@ -949,6 +1076,38 @@ class Kernel:
         self.timers[:] = [e for e in self.timers if e[2]._timer_seq == e[1]]
         heapq.heapify(self.timers)
         self.stale_timers = 0
+
+
+def describe_wait(kernel: Kernel, task: Task[Any]) -> str:
+    """What ``task`` is doing, in words: for deadlock reports and task lists."""
+    if task._done:
+        return "finished"
+    abort = task._abort
+    if abort is None:
+        return "ready to run" if task is not kernel.current_task else "running"
+    info = task._wait_info
+    if abort == kernel._abort_sleep_fn:
+        if type(info) is tuple and len(info) == 2 and info[1] == math.inf:
+            return "sleeping forever"
+        return f"sleeping ({info!r})"
+    if abort == kernel._abort_fd_fn:
+        kind, fd = info
+        return f"waiting for fd {fd} to be {'readable' if kind == 'wait_readable' else 'writable'}"
+    if isinstance(info, Task):
+        return f"waiting for task {info.name!r} to finish"
+    if info is None:
+        return "parked"
+    return f"waiting on {info!r}"
+
+
+def describe_deadlock(kernel: Kernel, tasks: list[Task[Any]]) -> str:
+    """The text of a :class:`Deadlock`: every task and what it waits on."""
+    lines = [
+        f"deadlock at time {kernel.now():g}: every task is waiting, and no timer, "
+        f"I/O or thread can wake any of them ({len(tasks)} tasks):"
+    ]
+    lines += [f"  task {t.name!r}: {describe_wait(kernel, t)}" for t in tasks]
+    return "\n".join(lines)
 
 
 def _req_arg(req: tuple[Any, ...], name: str, what: str) -> Any:
@@ -1039,6 +1198,7 @@ def run(
     *args: Any,
     clock: Clock | None = None,
     on_emit: Callable[[Any], Any] | None = None,
+    scheduler: Scheduler | None = None,
 ) -> Any:
     """Run ``main`` on a new yieldloop kernel and return its result.
 
@@ -1062,6 +1222,13 @@ def run(
       request, instead of raising ``TypeError`` in that task. The task is
       resumed with None. (This is how the first scheduler of the tutorial
       printed ``Got: ...`` for the values a generator produced.)
+    * ``scheduler`` - a :class:`~yieldloop.testing.Scheduler` that picks
+      which ready task runs next (default: first in, first out). For tests:
+      :class:`~yieldloop.testing.RandomScheduler` tries other interleavings.
+
+    On virtual time (a clock like :class:`~yieldloop.testing.VirtualClock`),
+    a run in which every task waits for something nothing can bring raises
+    :class:`~yieldloop.testing.Deadlock` naming each task and its wait.
     """
     if local.kernel is not None:
         if isinstance(main, (types.CoroutineType, types.GeneratorType)):
@@ -1071,7 +1238,7 @@ def run(
             "this thread; await the coroutine (or spawn it in a TaskGroup) instead"
         )
     try:
-        kernel = Kernel(clock, on_emit)
+        kernel = Kernel(clock, on_emit, scheduler)
     except BaseException:
         if isinstance(main, (types.CoroutineType, types.GeneratorType)):
             main.close()

@@ -59,6 +59,10 @@ class SignalReceiver:
     time with ``await receiver.receive()`` / ``yield from receiver.receive()``.
     One task at a time may receive."""
 
+    #: A task parked on this is woken from outside the loop (a thread, a
+    #: signal): on virtual time, the kernel does not call it a deadlock.
+    wakes_from_outside = True
+
     __slots__ = ("_closed", "_kernel", "_pending", "_signals", "_wake_scheduled", "_waiter")
 
     def __init__(self, kernel: Kernel, signals: tuple[int, ...]) -> None:

@@ -113,6 +113,10 @@ class _Job:
     ``kernel`` and posts callbacks.
     """
 
+    #: A task parked on this is woken from outside the loop (a thread, a
+    #: signal): on virtual time, the kernel does not call it a deadlock.
+    wakes_from_outside = True
+
     __slots__ = (
         "abandon",
         "args",
