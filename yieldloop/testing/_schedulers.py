@@ -189,16 +189,14 @@ class PCTScheduler(RecordingScheduler):
     def pick(self, ready: Sequence[Task[Any]]) -> int:
         """The index of the ready task with the highest priority."""
         prio = self._prio
-        best = -1.0
-        best_i = 0
-        for i, task in enumerate(ready):
-            p = prio.get(task)
-            if p is None:
-                p = prio[task] = 1.0 + self._random()
-            if p > best:
-                best = p
-                best_i = i
-        chosen = ready[best_i]
+        key = prio.__getitem__
+        try:
+            chosen = max(ready, key=key)
+        except KeyError:  # a task seen for the first time: give it a priority
+            for task in ready:
+                if task not in prio:
+                    prio[task] = 1.0 + self._random()
+            chosen = max(ready, key=key)
         if chosen is self._last:
             self._streak += 1
             if self._streak >= self.starve_after:
@@ -207,7 +205,7 @@ class PCTScheduler(RecordingScheduler):
         else:
             self._last = chosen
             self._streak = 0
-        return best_i
+        return ready.index(chosen)
 
     def _demote(self, task: Task[Any]) -> None:
         self._low -= 1.0
