@@ -59,6 +59,8 @@ from ._kernel._requests import (
 )
 from ._kernel._scope import CancelScope
 from ._kernel._task import Task
+from ._os._executors import run_in_executor
+from ._os._files import AsyncFile, open_file, wrap_file
 from ._os._signals import SignalReceiver, open_signal_receiver
 from ._os._subprocess import DEVNULL, PIPE, STDOUT, Process, open_process, run_process
 from ._os._threads import (
@@ -78,6 +80,10 @@ from ._sync._queue import LifoQueue, PriorityQueue, Queue
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncFile",
+    "open_file",
+    "run_in_executor",
+    "wrap_file",
     "DEVNULL",
     "PIPE",
     "STDOUT",
