@@ -17,12 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from ._kernel._errors import RunFinishedError
+from ._kernel._instruments import Instrument
 from ._kernel._kernel import KNOWN_REQUESTS, Kernel
 from ._kernel._requests import park, wait_readable, wait_writable
 from ._kernel._state import current_kernel, running_kernel
 from ._kernel._task import Task
+from ._kernel._trace import TraceRecorder
 
 __all__ = [
+    "Instrument",
+    "TraceRecorder",
     "KNOWN_REQUESTS",
     "Kernel",
     "current_kernel",

@@ -39,6 +39,7 @@ import heapq
 import itertools
 import logging
 import math
+import os
 import select
 import signal
 import socket
@@ -48,16 +49,18 @@ import time
 import types
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from contextvars import copy_context
 from typing import Any
 
 from ._clock import Clock, MonotonicClock
 from ._errors import Cancelled, ClosedResourceError, Deadlock, TooManySteps
+from ._instruments import HOOKS, Instrument
 from ._scheduler import Scheduler
 from ._scope import CancelScope, detach_task, make_root_scope
 from ._state import local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
+from ._trace import TraceRecorder
 
 __all__ = ["Kernel", "run", "coerce_coroutine", "CHECKPOINT", "KNOWN_REQUESTS"]
 
@@ -194,8 +197,11 @@ class Kernel:
         "_abort_fd_fn",
         "_abort_sleep_fn",
         "_closed",
+        "_attention",
         "_fd_masks",
         "_handlers",
+        "_hooks",
+        "_instruments",
         "_idle",
         "_ki_count",
         "_ki_pending",
@@ -229,6 +235,7 @@ class Kernel:
         clock: Clock | None = None,
         on_emit: Callable[[Any], Any] | None = None,
         scheduler: Scheduler | None = None,
+        instruments: Iterable[Instrument] = (),
     ) -> None:
         if clock is None:
             clock = MonotonicClock()
@@ -249,6 +256,14 @@ class Kernel:
                 f"scheduler must be a yieldloop Scheduler instance or None, got {scheduler!r}"
             )
         self.scheduler = scheduler
+        # Instruments, and per hook the bound methods to call (only the hooks
+        # an instrument overrides). _attention tells the plain loop to look
+        # up from its fast path: an instrument came or went, or Ctrl-C.
+        self._instruments: list[Instrument] = []
+        self._hooks: dict[str, list[Callable[..., Any]]] = {name: [] for name in HOOKS}
+        self._attention = False
+        for inst in instruments:
+            self.add_instrument(inst)
         self.ready: deque[Task[Any]] = deque()
         self.timers: list[tuple[float, int, Any]] = []
         self.stale_timers = 0
@@ -308,6 +323,8 @@ class Kernel:
         scope._tasks[task] = None
         self.ntasks += 1
         self.ready.append(task)
+        if self._instruments:
+            self._call_hooks("task_spawned", task)
         return task
 
     def reschedule(self, task: Task[Any], value: Any = None) -> None:
@@ -697,6 +714,7 @@ class Kernel:
         if self._ki_count > 1:
             raise KeyboardInterrupt
         self._ki_pending = True
+        self._attention = True
         self._wake()
 
     # ========================================================= async gens
@@ -771,6 +789,8 @@ class Kernel:
             with self._threadsafe_lock:
                 self._closed = True
             self.current_task = None
+            if self._instruments:
+                self._call_hooks("run_finished")
             local.kernel = None
             sys.set_asyncgen_hooks(*old_hooks)
             if installed_signals:
@@ -876,7 +896,12 @@ class Kernel:
                 timeout = self.clock.deadline_to_sleep_time(deadline)
             if timeout == math.inf:
                 timeout = -1.0
-            got_io = self._poll(timeout)
+            if self._instruments:
+                self._call_hooks("before_io_wait", timeout)
+                got_io = self._poll(timeout)
+                self._call_hooks("after_io_wait", timeout)
+            else:
+                got_io = self._poll(timeout)
             if not got_io and self._idle is not None and not threadsafe:
                 self._idle(deadline)
         if timers:
@@ -914,10 +939,18 @@ class Kernel:
         return False
 
     def _loop(self) -> None:
-        """The scheduler. Read this one first."""
-        if self.scheduler is not None:
-            self._loop_scheduled()
-            return
+        """The scheduler. Read :meth:`_loop_fast` first: it is the whole idea.
+        :meth:`_loop_slow` is the same loop with room for a scheduler that
+        picks the order and instruments that watch every step."""
+        while not (
+            self._loop_slow() if self.scheduler is not None or self._instruments
+            else self._loop_fast()
+        ):
+            pass
+
+    def _loop_fast(self) -> bool:
+        """Run until every task has finished (True), or until an instrument
+        is added (False: the caller switches to :meth:`_loop_slow`)."""
         ready = self.ready
         popleft = ready.popleft
         append = ready.append
@@ -932,10 +965,13 @@ class Kernel:
         while True:
             # ---- 1. wait for something to do: I/O, timers, other threads
             # (skipped while tasks are ready and nothing else can be pending)
-            if (
-                not ready or io_waiting or timers or threadsafe or self._ki_pending
-            ) and self._collect():
-                return
+            if not ready or io_waiting or timers or threadsafe or self._attention:
+                if self._attention:
+                    self._attention = False
+                    if self._instruments:
+                        return False
+                if self._collect():
+                    return True
 
             # ---- 2. run every task that is ready now (not the ones they wake):
             # resume it, then act on the request it yields. (_loop_scheduled
@@ -964,29 +1000,39 @@ class Kernel:
                         request_failed(task, req, exc)
             self.current_task = None
 
-    def _loop_scheduled(self) -> None:
-        """The loop when a :class:`Scheduler` picks the order: the same
-        rounds as :meth:`_loop`, but before each step the scheduler chooses
-        one task among *all* the ready ones (also those woken in this round),
-        and after it, if the scheduler has an ``after_step``, tells it what
-        the task asked for."""
+    def _loop_slow(self) -> bool:
+        """The loop with a scheduler and/or instruments: the same rounds as
+        :meth:`_loop_fast`, but before each step the scheduler (if any)
+        chooses one task among *all* the ready ones (also those woken in this
+        round), and the instruments (if any) hear about every step, every
+        task that became ready and who woke it. Returns like
+        :meth:`_loop_fast` (False: the last instrument went away)."""
         ready = self.ready
         scheduler = self.scheduler
-        assert scheduler is not None
-        choose = scheduler.choose
+        choose = scheduler.choose if scheduler is not None else None
         after = None
-        if type(scheduler).after_step is not Scheduler.after_step:
+        if scheduler is not None and type(scheduler).after_step is not Scheduler.after_step:
             after = scheduler.after_step
         handlers = self._handlers
         task_exit = self._task_exit
         request_failed = self._request_failed
         append = ready.append
         checkpoint = CHECKPOINT
-        limit: float = math.inf if scheduler.max_steps is None else scheduler.max_steps
+        limit: float = math.inf
+        if scheduler is not None and scheduler.max_steps is not None:
+            limit = scheduler.max_steps
         steps = 0
         while True:
+            if self._attention:
+                self._attention = False
+                if scheduler is None and not self._instruments:
+                    return False
+            watched = bool(self._instruments)
+            before = len(ready)
             if self._collect():
-                return
+                return True
+            if watched and len(ready) > before:
+                self._report_ready(None, before)
             steps += len(ready)  # checked once a round, not at every step
             if steps > limit:
                 raise TooManySteps(
@@ -994,14 +1040,17 @@ class Kernel:
                     "is a task looping without ever waiting for the others?"
                 )
             for _ in range(len(ready)):
-                i = choose(ready)
+                i = choose(ready) if choose is not None else 0
                 if i:
                     task = ready[i]
                     del ready[i]
                 else:
                     task = ready.popleft()
-                # The same step as in _loop (this loop runs every test under
-                # exploration, so its speed matters too).
+                watched = bool(self._instruments)
+                if watched:
+                    self._call_hooks("before_task_step", task)
+                    before = len(ready)
+                # The same step as in _loop_fast.
                 self.current_task = task
                 try:
                     req = task.context.run(task._next, task._coro, task._val)  # type: ignore[arg-type]
@@ -1026,6 +1075,63 @@ class Kernel:
                 self.current_task = None
                 if after is not None:
                     after(task, req)
+                if watched:
+                    self._call_hooks("after_task_step", task, req)
+                    if task._next is None:
+                        self._call_hooks("task_exited", task)
+                    if len(ready) > before:
+                        self._report_ready(task, before)
+
+    # ========================================================== instruments
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Start telling ``instrument`` what happens (see
+        :class:`~yieldloop.lowlevel.Instrument`); adding it twice does nothing."""
+        if not isinstance(instrument, Instrument):
+            raise TypeError(f"instruments must be Instrument instances, got {instrument!r}")
+        if instrument in self._instruments:
+            return
+        self._instruments.append(instrument)
+        self._rebuild_hooks()
+
+    def remove_instrument(self, instrument: Instrument) -> None:
+        """Stop telling ``instrument``; ValueError if it is not installed."""
+        try:
+            self._instruments.remove(instrument)
+        except ValueError:
+            raise ValueError(f"{instrument!r} is not an instrument of this run") from None
+        self._rebuild_hooks()
+
+    def _rebuild_hooks(self) -> None:
+        self._hooks = {
+            name: [
+                getattr(inst, name)
+                for inst in self._instruments
+                if getattr(type(inst), name) is not getattr(Instrument, name)
+            ]
+            for name in HOOKS
+        }
+        self._attention = True
+
+    def _call_hooks(self, name: str, *args: Any) -> None:
+        for hook in self._hooks[name]:
+            try:
+                hook(*args)
+            except Exception as exc:
+                inst = getattr(hook, "__self__", hook)
+                logger.error(
+                    "instrument %r failed in %s and was removed", inst, name, exc_info=exc
+                )
+                if inst in self._instruments:
+                    self.remove_instrument(inst)
+
+    def _report_ready(self, waker: Task[Any] | None, start: int) -> None:
+        # Tasks appended to the ready queue since it had ``start`` entries.
+        ready = self.ready
+        for wakee in list(itertools.islice(ready, start, len(ready))):
+            self._call_hooks("task_scheduled", wakee)
+            if wakee is not waker:
+                self._call_hooks("task_woken", waker, wakee)
 
     # ============================================================ deadlocks
 
@@ -1199,6 +1305,8 @@ def run(
     clock: Clock | None = None,
     on_emit: Callable[[Any], Any] | None = None,
     scheduler: Scheduler | None = None,
+    instruments: Iterable[Instrument] = (),
+    trace: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Run ``main`` on a new yieldloop kernel and return its result.
 
@@ -1225,6 +1333,11 @@ def run(
     * ``scheduler`` - a :class:`~yieldloop.testing.Scheduler` that picks
       which ready task runs next (default: first in, first out). For tests:
       :class:`~yieldloop.testing.RandomScheduler` tries other interleavings.
+    * ``instruments`` - :class:`~yieldloop.lowlevel.Instrument` objects told
+      about every task and step (tracing, monitoring); none costs nothing.
+    * ``trace`` - write a Chrome Trace Event / Perfetto JSON file of the run
+      to this path (also: the environment variable ``YIELDLOOP_TRACE``);
+      ``python -m yieldloop trace FILE`` draws it.
 
     On virtual time (a clock like :class:`~yieldloop.testing.VirtualClock`),
     a run in which every task waits for something nothing can bring raises
@@ -1238,7 +1351,11 @@ def run(
             "this thread; await the coroutine (or spawn it in a TaskGroup) instead"
         )
     try:
-        kernel = Kernel(clock, on_emit, scheduler)
+        if trace is None:
+            trace = os.environ.get("YIELDLOOP_TRACE") or None
+        if trace is not None:
+            instruments = [*instruments, TraceRecorder(trace)]
+        kernel = Kernel(clock, on_emit, scheduler, instruments)
     except BaseException:
         if isinstance(main, (types.CoroutineType, types.GeneratorType)):
             main.close()
