@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== ruff"
-.venv/bin/ruff check yieldloop tests benchmarks
+.venv/bin/ruff check yieldloop tests benchmarks examples
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -248,3 +249,63 @@ def test_recorder_in_memory():
     data = rec.to_json()
     _check_trace(data)
     assert any(e["ph"] == "X" and e["name"] == "Event" for e in data["traceEvents"])
+
+
+# ------------------------------------------------------------ exit report
+
+
+def test_exit_report_warns_about_what_the_run_left_open(tmp_path):
+    import threading
+    import time as _time
+
+    from yieldloop import socket as ysocket
+
+    stop = threading.Event()
+    kept: list[Any] = []
+
+    async def main() -> None:
+        kept.append(ysocket.socket())  # never closed
+        closed = ysocket.socket()
+        closed.close()
+        f = await yl.open_file(tmp_path / "x.txt", "w")  # never closed
+        kept.append(f)
+        g = await yl.open_file(tmp_path / "y.txt", "w")
+        await g.aclose()
+        with yl.move_on_after(0.01):
+            await yl.to_thread(stop.wait, 30, abandon_on_cancel=True)
+
+    with pytest.warns(ResourceWarning) as record:
+        yl.run(main)
+    messages = [str(w.message) for w in record]
+    stop.set()
+    assert any("a socket opened in this yieldloop run was left open" in m for m in messages)
+    assert any("a file opened" in m for m in messages)
+    assert any("to_thread" in m and "abandoned" in m for m in messages)
+    assert len(messages) == 3, messages
+    for obj in kept:
+        if hasattr(obj, "_file"):
+            obj._file.close()
+        else:
+            obj.close()
+    _time.sleep(0.05)
+
+
+async def _noop(stream: Any) -> None:
+    pass
+
+
+def test_exit_report_is_quiet_when_everything_was_closed(recwarn):
+    async def main() -> None:
+        async with yl.TaskGroup() as tg:
+            listeners = await tg.start(
+                functools.partial(yl.serve_tcp, _noop, 0, host="127.0.0.1")
+            )
+            port = listeners[0].socket.getsockname()[1]
+            stream = await yl.open_tcp_stream("127.0.0.1", port)
+            await stream.aclose()
+            result = await yl.run_process(["true"], check=False)
+            assert result.returncode == 0
+            tg.cancel_scope.cancel()
+
+    yl.run(main)
+    assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]

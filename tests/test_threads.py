@@ -228,7 +228,8 @@ def test_abandoned_thread_outliving_the_run() -> None:
         with move_on_after(0.05):
             await to_thread(work, abandon_on_cancel=True)
 
-    yieldloop.run(main)
+    with pytest.warns(ResourceWarning, match="abandoned"):  # the exit report
+        yieldloop.run(main)
     release.set()
     threads[0].join(WAIT)
     assert not threads[0].is_alive()

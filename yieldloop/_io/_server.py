@@ -227,7 +227,7 @@ async def _run_handler(
                 with fail_after(tls.handshake_timeout):
                     await conn.do_handshake()
             except (BrokenResourceError, ClosedResourceError, TimeoutError) as exc:
-                logger.warning("TLS handshake with %s failed: %s", peer, exc)
+                logger.warning("TLS handshake with %s failed: %s", peer, exc.__cause__ or exc)
                 return
         await _drive(coerce_coroutine(handler, (conn,), "serve_tcp"))
     except Exception as exc:

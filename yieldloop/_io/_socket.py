@@ -87,6 +87,9 @@ class SocketType:
         sock.setblocking(False)
         self._sock = sock
         self._closed = False
+        kernel = running_kernel()
+        if kernel is not None:
+            kernel.track_resource(self, "a socket")
 
     # --------------------------------------------------------- plain methods
 
@@ -166,10 +169,11 @@ class SocketType:
         if self._closed:
             return
         self._closed = True
-        fd = self._sock.fileno()
-        if fd >= 0:
-            kernel = running_kernel()
-            if kernel is not None:
+        kernel = running_kernel()
+        if kernel is not None:
+            kernel.untrack_resource(self)
+            fd = self._sock.fileno()
+            if fd >= 0:
                 kernel.notify_closing(fd)
         self._sock.close()
 
@@ -178,8 +182,10 @@ class SocketType:
         self._check_open()
         fd = self._sock.fileno()
         kernel = running_kernel()
-        if kernel is not None and fd >= 0:
-            kernel.notify_closing(fd)
+        if kernel is not None:
+            kernel.untrack_resource(self)
+            if fd >= 0:
+                kernel.notify_closing(fd)
         self._closed = True
         return self._sock.detach()
 

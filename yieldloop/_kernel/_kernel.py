@@ -47,6 +47,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
@@ -208,6 +209,7 @@ class Kernel:
         "_owner",
         "_poller",
         "_readers",
+        "_resources",
         "_seq",
         "_system_owner",
         "_thread",
@@ -284,6 +286,8 @@ class Kernel:
         self._wake_w: socket.socket | None = None
         self._threadsafe: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Resources opened in this run and not closed yet (see track_resource).
+        self._resources: dict[int, tuple[weakref.ref[Any], str]] = {}
         self._closed = False
         # Bound once: parking a task stores one of these, no new bound method.
         self._abort_sleep_fn = self._abort_sleep
@@ -704,6 +708,37 @@ class Kernel:
             except OSError:  # full (a wake-up is pending anyway) or closing
                 pass
 
+    # ============================================================ resources
+
+    def track_resource(self, obj: Any, what: str) -> None:
+        """Remember that ``obj`` (a socket, a file, a child process, a
+        thread; weakly referenced) was opened in this run. Unless
+        :meth:`untrack_resource` is called first (when it is closed), the
+        end of the run warns about it (:class:`ResourceWarning`)."""
+        self._resources[id(obj)] = (weakref.ref(obj), what)
+
+    def untrack_resource(self, obj: Any) -> None:
+        """``obj`` was closed: forget it (no effect if it was not tracked)."""
+        self._resources.pop(id(obj), None)
+
+    def _report_unclosed(self) -> None:
+        # The exit report: what this run opened and left open. Warnings only
+        # (ResourceWarning is shown in development mode, -X dev, and tests).
+        left = [(ref(), what) for ref, what in self._resources.values()]
+        self._resources = {}
+        for obj, what in left:
+            if isinstance(obj, threading.Thread):
+                obj.join(0.1)  # a thread that is just finishing is not left open
+                if not obj.is_alive():
+                    continue
+            if obj is not None:
+                warnings.warn(
+                    f"{what} opened in this yieldloop run was left open when the run "
+                    f"ended: {obj!r}",
+                    ResourceWarning,
+                    stacklevel=3,
+                )
+
     # ============================================================== signals
 
     def _on_sigint(self, signum: int, frame: types.FrameType | None) -> None:
@@ -799,6 +834,8 @@ class Kernel:
             self._poller.close()
             self._wake_r.close()
             self._wake_w.close()
+        if self._resources:
+            self._report_unclosed()
         return self._outcome(main)
 
     def _outcome(self, main: Task[Any]) -> Any:

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, AnyStr, Generic, cast, overload
 from .._kernel._kernel import CHECKPOINT
 from .._kernel._requests import Awaitable
 from .._kernel._scope import CancelScope
+from .._kernel._state import running_kernel
 from .._sync._common import AsyncResource
 from ._threads import to_thread
 
@@ -56,6 +57,9 @@ def _close(afile: AsyncFile[Any], then_checkpoint: bool) -> Generator[Any, Any, 
     """Close the wrapped file in a worker thread, shielded from cancellation;
     then (if asked) a checkpoint, which raises Cancelled in a cancelled scope."""
     file = afile._file
+    kernel = running_kernel()
+    if kernel is not None:
+        kernel.untrack_resource(afile)
     if not file.closed:
         with CancelScope(shield=True):
             yield from to_thread(file.close)
@@ -78,7 +82,7 @@ class AsyncFile(AsyncResource, Generic[AnyStr]):
     like a closed file object does.
     """
 
-    __slots__ = ("_file",)
+    __slots__ = ("__weakref__", "_file")
 
     def __init__(self, file: IO[AnyStr]) -> None:
         self._file: IO[AnyStr] = file
@@ -300,7 +304,11 @@ def _open_file(
         for leftover in opened:
             leftover.close()
         raise
-    return AsyncFile(f)
+    afile = AsyncFile(f)
+    kernel = running_kernel()
+    if kernel is not None:
+        kernel.track_resource(afile, "a file")
+    return afile
 
 
 @overload

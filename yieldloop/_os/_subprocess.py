@@ -229,6 +229,9 @@ class Process:
                 self._pidfd = -1
         self._waiting = False
         self._exited: Event | None = None
+        kernel = running_kernel()
+        if kernel is not None:
+            kernel.track_resource(self, "a child process (never waited for)")
 
     @property
     def returncode(self) -> int | None:
@@ -270,6 +273,9 @@ class Process:
                 self._waiting = False
                 exited.set()
         self._close_pidfd()
+        kernel = running_kernel()
+        if kernel is not None:
+            kernel.untrack_resource(self)
         await checkpoint()
         returncode = popen.returncode
         assert returncode is not None

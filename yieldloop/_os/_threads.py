@@ -171,6 +171,10 @@ class _Job:
     def abort(self, task: Task[Any]) -> bool:
         if self.abandon:
             self.state = _ABANDONED
+            if self.thread is not None:  # forgotten again in finish()
+                self.kernel.track_resource(
+                    self.thread, f"a to_thread({_describe(self.fn)}) thread (abandoned)"
+                )
             return True
         return False  # keep waiting for the thread; to_thread raises Cancelled then
 
@@ -202,6 +206,7 @@ class _Job:
         thread = self.thread
         if thread is not None:
             thread.join()  # it has handed over its outcome: it is ending now
+            self.kernel.untrack_resource(thread)
         self.limiter.release_on_behalf_of(self)
 
 
