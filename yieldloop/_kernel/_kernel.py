@@ -61,7 +61,9 @@ from ._scheduler import Scheduler
 from ._scope import CancelScope, detach_task, make_root_scope
 from ._state import local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
+from ._monitor import Monitor
 from ._trace import TraceRecorder
+from ._watchdog import SlowStepWatchdog
 
 __all__ = ["Kernel", "run", "coerce_coroutine", "CHECKPOINT", "KNOWN_REQUESTS"]
 
@@ -387,8 +389,8 @@ class Kernel:
 
     def _task_exit(self, task: Task[Any], result: Any, exc: BaseException | None) -> None:
         task._next = None  # marks it done (Task._done)
-        task._result = result
-        task._exc = exc
+        task._val = result  # read as task._result
+        task._wait_info = exc  # read as task._exc
         if exc is not None:
             tb = exc.__traceback__
             if tb is not None and tb.tb_frame.f_code.co_filename == _THIS_FILE:
@@ -400,15 +402,15 @@ class Kernel:
                     "(asyncio awaitables cannot be awaited inside yieldloop: "
                     "it is a different event loop)"
                 )
-        task._val = None
-        if task._cancel_scope is None:
+        extra = task._extra
+        if extra is None or extra.cancel_scope is None:
             del task._scope._tasks[task]
         else:
             detach_task(task)
         self.ntasks -= 1
-        waiters = task._waiters
+        waiters = None if extra is None else extra.waiters
         if waiters:
-            task._waiters = None
+            extra.waiters = None  # type: ignore[union-attr]
             ready = self.ready
             for w in waiters:
                 w._abort = None
@@ -1344,6 +1346,8 @@ def run(
     scheduler: Scheduler | None = None,
     instruments: Iterable[Instrument] = (),
     trace: str | os.PathLike[str] | None = None,
+    monitor: bool | None = None,
+    slow_step: float | None = None,
 ) -> Any:
     """Run ``main`` on a new yieldloop kernel and return its result.
 
@@ -1375,6 +1379,12 @@ def run(
     * ``trace`` - write a Chrome Trace Event / Perfetto JSON file of the run
       to this path (also: the environment variable ``YIELDLOOP_TRACE``);
       ``python -m yieldloop trace FILE`` draws it.
+    * ``monitor`` - serve the live task list on a local Unix socket (from
+      a thread of its own), for ``python -m yieldloop ps PID`` and
+      ``pstree PID``; also with the environment variable ``YIELDLOOP_MONITOR=1``.
+    * ``slow_step`` - report (logger ``"yieldloop"``, warning), while it
+      happens, every task step that runs longer than this many seconds,
+      with the stack it is stuck in: a blocking call in async code.
 
     On virtual time (a clock like :class:`~yieldloop.testing.VirtualClock`),
     a run in which every task waits for something nothing can bring raises
@@ -1392,6 +1402,12 @@ def run(
             trace = os.environ.get("YIELDLOOP_TRACE") or None
         if trace is not None:
             instruments = [*instruments, TraceRecorder(trace)]
+        if monitor is None:
+            monitor = os.environ.get("YIELDLOOP_MONITOR", "") not in ("", "0")
+        if monitor:
+            instruments = [*instruments, Monitor()]
+        if slow_step is not None:
+            instruments = [*instruments, SlowStepWatchdog(slow_step)]
         kernel = Kernel(clock, on_emit, scheduler, instruments)
     except BaseException:
         if isinstance(main, (types.CoroutineType, types.GeneratorType)):

@@ -332,7 +332,7 @@ def cancel_task(task: Task[Any]) -> None:
             del outer._children[bottom]
             root._children[bottom] = None
             bottom._parent = root
-        task._cancel_scope = root
+        task._more().cancel_scope = root
     root.cancel()
 
 
