@@ -13,5 +13,15 @@ echo "== ruff"
 .venv/bin/ruff check yieldloop tests benchmarks examples
 echo "== mypy --strict"
 .venv/bin/mypy
+# Headless Chromium renders the HTML timeline in tests/test_timeline.py
+# (that test is skipped without it). Install it when missing and possible.
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== chromium (for the HTML timeline test)"
+    (command -v apt-get >/dev/null 2>&1 \
+        && { apt-get install -y -qq chromium >/dev/null 2>&1 \
+             || { apt-get update -qq >/dev/null 2>&1 \
+                  && apt-get install -y -qq chromium >/dev/null 2>&1; }; }) \
+        || echo "chromium is not installed: the HTML screenshot test will be skipped"
+fi
 echo "== pytest"
 .venv/bin/python -m pytest "$@"

@@ -309,3 +309,41 @@ def test_exit_report_is_quiet_when_everything_was_closed(recwarn):
 
     yl.run(main)
     assert not [w for w in recwarn if issubclass(w.category, ResourceWarning)]
+
+
+def test_run_slow_step_reports_a_blocking_call(caplog):
+    import time as _time
+
+    async def main() -> None:
+        await yl.checkpoint()
+        _time.sleep(0.4)  # the blocking call
+        await yl.checkpoint()
+
+    with caplog.at_level(logging.WARNING, logger="yieldloop"):
+        yl.run(main, slow_step=0.1)
+    assert "_time.sleep(0.4)  # the blocking call" in caplog.text
+
+
+def test_run_monitor_serves_ps(tmp_path, monkeypatch):
+    import os
+
+    from yieldloop._tools._ps import query
+
+    monkeypatch.setenv("YIELDLOOP_MONITOR_DIR", str(tmp_path))
+    seen: list[Any] = []
+
+    async def main() -> None:
+        async def sleeper() -> None:
+            await yl.sleep_forever()
+
+        async with yl.TaskGroup() as tg:
+            tg.spawn(sleeper, name="sleeper")
+            await yl.sleep(0.05)
+            seen.append(await yl.to_thread(query, os.getpid(), "ps"))
+            tg.cancel_scope.cancel()
+
+    yl.run(main, monitor=True)
+    assert seen and seen[0]
+    names = {t["name"] for answer in seen[0] for t in answer["tasks"]}
+    assert "sleeper" in names
+    assert not list(tmp_path.glob("*.sock"))

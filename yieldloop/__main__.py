@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import __version__, _demo
+from . import __version__, _demo, _tools
+from ._tools import _ps
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -42,6 +43,41 @@ COMMANDS: tuple[Command, ...] = (
         ),
         add_arguments=_demo.add_arguments,
         main=_demo.main,
+    ),
+    Command(
+        name="trace",
+        help="draw a trace file (run(main, trace=FILE)) as a timeline: terminal or HTML",
+        description=(
+            "Draw a trace written by yieldloop.run(main, trace=FILE) or "
+            "YIELDLOOP_TRACE=FILE: a row per task, grouped by task group, showing "
+            "when each task ran, waited for the CPU, slept, or waited on I/O, a "
+            "primitive or a child. --summary prints per-task totals instead; "
+            "--html OUT writes a self-contained web page with wake-up arrows."
+        ),
+        add_arguments=_tools.add_arguments,
+        main=_tools.main,
+    ),
+    Command(
+        name="ps",
+        help="list the tasks of a running program (run(main, monitor=True))",
+        description=(
+            "Ask a running yieldloop program (started with run(main, monitor=True) "
+            "or YIELDLOOP_MONITOR=1) for its tasks: name, state, what each waits "
+            "on (a lock and its holder, a queue, an fd, a deadline) and its group. "
+            "It answers even while the program's loop is stuck in a blocking call."
+        ),
+        add_arguments=_ps.add_arguments,
+        main=_ps.main,
+    ),
+    Command(
+        name="pstree",
+        help="the tasks of a running program as a tree of task groups, with stacks",
+        description=(
+            "Like ps, as a tree: each task under the task that opened its group, "
+            "with the stack each one is waiting in."
+        ),
+        add_arguments=_ps.add_arguments,
+        main=_ps.main_tree,
     ),
 )
 

@@ -8,6 +8,11 @@ database (0.5 s) and write the page to it (1 s), written three ways:
    protocol - composed with ``yield from`` and run by yieldloop;
 3. the same with ``async def`` and ``await yieldloop.sleep(1)``.
 
+With ``--trace FILE`` the third version also records a trace of its run
+(``yieldloop.run(..., trace=FILE)``): every task's steps and waits, and
+which task woke which, for ``python -m yieldloop trace FILE``, its
+``--html`` page, or https://ui.perfetto.dev.
+
 Each worker records when it starts each step; after a version has run, the
 demo draws the recording as a timeline (one row per worker) so you can see
 the waits overlap. Nothing here uses kernel internals: only public
@@ -143,8 +148,11 @@ class Section:
 class Demo:
     """Runs the three versions and prints what happens."""
 
-    def __init__(self, scale: float, out: TextIO, style: Style) -> None:
+    def __init__(
+        self, scale: float, out: TextIO, style: Style, trace: str | None = None
+    ) -> None:
         self.scale = scale
+        self.trace = trace  # where the async/await version writes its trace
         self.page_s = PAGE_S * scale
         self.connect_s = CONNECT_S * scale
         self.write_s = WRITE_S * scale
@@ -240,7 +248,7 @@ class Demo:
             await write_db(n, page)
             self.log(n, DONE, current_time())
 
-        run(gather(*(worker(n) for n in WORKERS)))
+        run(gather(*(worker(n) for n in WORKERS)), trace=self.trace)
 
     def run_section(self, title: str, body: Callable[[], None]) -> Section:
         # The default clock *is* time.monotonic, so times recorded inside
@@ -368,13 +376,23 @@ def run_demo(
     skip_blocking: bool = False,
     out: TextIO | None = None,
     colour: str = "auto",
+    trace: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Run the demo, printing to ``out`` (default: stdout). Returns 0."""
+    """Run the demo, printing to ``out`` (default: stdout). With ``trace``,
+    the async/await version writes a trace of its run to that file. Returns
+    0 (1 when the trace could not be written)."""
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
+    trace_path = None if trace is None else os.fspath(trace)
+    if trace_path is not None:
+        problem = _trace_problem(trace_path)
+        if problem:
+            raise ValueError(problem)
+        if os.path.exists(trace_path):
+            os.remove(trace_path)  # so that a file left over is never taken for this run's
     out = sys.stdout if out is None else out
     style = choose_style(out, colour)
-    demo = Demo(scale, out, style)
+    demo = Demo(scale, out, style, trace_path)
     versions = _VERSIONS[1:] if skip_blocking else _VERSIONS
     per_worker = PAGE_S + CONNECT_S + WRITE_S
     nominal = per_worker * (len(WORKERS) if not skip_blocking else 1) * scale
@@ -421,6 +439,17 @@ def run_demo(
     demo.print()
     demo.print("  Both concurrent versions run on one kernel: await yieldloop.sleep(1)")
     demo.print('  yields the very request, ("sleep", 1), that the generator yields by hand.')
+    if trace_path is None:
+        return 0
+    demo.print()
+    if not os.path.isfile(trace_path):
+        print(f"the trace could not be written to {trace_path}", file=sys.stderr)
+        return 1
+    demo.print(f"  The async/await run's trace is in {trace_path}. Draw it with")
+    demo.print(style.paint(f"    python -m yieldloop trace {trace_path}", "heading"))
+    page = os.path.splitext(trace_path)[0] + ".html"
+    demo.print(style.paint(f"    python -m yieldloop trace {trace_path} --html {page}", "heading"))
+    demo.print("  or open it in https://ui.perfetto.dev.")
     return 0
 
 
@@ -435,6 +464,27 @@ def _scale(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def _trace_problem(path: str) -> str | None:
+    """Why a trace cannot be written to ``path``, or None."""
+    if not path:
+        return "the trace file name is empty"
+    if os.path.isdir(path):
+        return f"{path!r} is a directory, not a file"
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        return f"no such directory: {parent!r}"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write in directory {parent!r}"
+    return None
+
+
+def _trace_file(text: str) -> str:
+    problem = _trace_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -457,8 +507,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="colour the output: auto (default) means on a terminal unless NO_COLOR is set",
     )
+    parser.add_argument(
+        "--trace",
+        type=_trace_file,
+        default=None,
+        metavar="FILE",
+        help="write a trace of the async/await run to FILE (view it with "
+        "'python -m yieldloop trace FILE')",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``python -m yieldloop demo``."""
-    return run_demo(args.scale, skip_blocking=args.skip_blocking, colour=args.color)
+    return run_demo(
+        args.scale, skip_blocking=args.skip_blocking, colour=args.color, trace=args.trace
+    )

@@ -57,11 +57,11 @@ from typing import Any
 from ._clock import Clock, MonotonicClock
 from ._errors import Cancelled, ClosedResourceError, Deadlock, TooManySteps
 from ._instruments import HOOKS, Instrument
+from ._monitor import Monitor
 from ._scheduler import Scheduler
 from ._scope import CancelScope, detach_task, make_root_scope
 from ._state import local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
-from ._monitor import Monitor
 from ._trace import TraceRecorder
 from ._watchdog import SlowStepWatchdog
 
@@ -1115,11 +1115,12 @@ class Kernel:
                 if after is not None:
                     after(task, req)
                 if watched:
+                    # Wake-ups first: they happened during the step.
+                    if len(ready) > before:
+                        self._report_ready(task, before)
                     self._call_hooks("after_task_step", task, req)
                     if task._next is None:
                         self._call_hooks("task_exited", task)
-                    if len(ready) > before:
-                        self._report_ready(task, before)
 
     # ========================================================== instruments
 
@@ -1262,7 +1263,10 @@ def _req_arg(req: tuple[Any, ...], name: str, what: str) -> Any:
 
 
 def _name_of(fn: Any, coro: Any) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(coro, "__qualname__", None)
+    name = getattr(fn, "__qualname__", None)
+    if name is None and not callable(fn) and hasattr(fn, "__await__"):
+        return repr(fn)  # e.g. run(gather(...)): "<gather 2 awaitables>"
+    name = name or getattr(coro, "__qualname__", None)
     return name if isinstance(name, str) else repr(fn)
 
 
