@@ -35,6 +35,9 @@ __all__ = ["TLSStream"]
 
 T = TypeVar("T")
 
+#: Bytes encrypted at a time by send_all (4 TLS records of 16 KiB).
+_WRITE_CHUNK = 65536
+
 _OK = "ok"
 _BROKEN = "broken"
 _CLOSED = "closed"
@@ -255,10 +258,16 @@ class TLSStream(Stream):
         try:
             self._check_usable()
             await self._handshake()
-            if not memoryview(data).nbytes:
+            view = memoryview(data).cast("B")
+            if not view.nbytes:
                 await checkpoint()
                 return
-            await self._retry("write", self._ssl.write, data)
+            # Encrypt a chunk, send it, then the next: the outgoing buffer
+            # never holds more than one chunk, so a peer that does not read
+            # makes send_all wait instead of buffering everything.
+            write = self._ssl.write
+            for start in range(0, view.nbytes, _WRITE_CHUNK):
+                await self._retry("write", write, view[start : start + _WRITE_CHUNK])
         finally:
             self._sending = False
 
