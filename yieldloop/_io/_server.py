@@ -17,7 +17,7 @@ import socket as _stdlib_socket
 import ssl
 import types
 from collections.abc import Callable, Generator
-from types import GeneratorType
+from types import CoroutineType, GeneratorType
 from typing import Any
 
 from .._kernel._errors import BrokenResourceError, ClosedResourceError
@@ -229,7 +229,11 @@ async def _run_handler(
             except (BrokenResourceError, ClosedResourceError, TimeoutError) as exc:
                 logger.warning("TLS handshake with %s failed: %s", peer, exc.__cause__ or exc)
                 return
-        await _drive(coerce_coroutine(handler, (conn,), "serve_tcp"))
+        coro = coerce_coroutine(handler, (conn,), "serve_tcp")
+        if coro.__class__ is CoroutineType:
+            await coro  # one frame less between the kernel and the handler
+        else:
+            await _drive(coro)
     except Exception as exc:
         logger.error(
             "error in connection handler %s for %s",

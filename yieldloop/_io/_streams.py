@@ -129,45 +129,27 @@ class SocketStream(Stream):
             except OSError:  # pragma: no cover - not TCP after all
                 pass
 
-    @types.coroutine
-    def send_all(self, data: Buffer) -> Generator[Any, Any, None]:
+    def send_all(self, data: Buffer) -> Awaitable[None]:
         """Send every byte of ``data``. If it is cancelled midway, part of
         ``data`` may have been sent: the stream is then unusable for sending."""
-        if self._sending:
-            raise BusyResourceError("another task is already sending on this stream")
-        self._sending = True
-        try:
-            if self.socket.closed:
-                raise ClosedResourceError("this stream was closed")
-            try:
-                yield from self.socket.sendall(data)
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                raise BrokenResourceError(f"the connection broke while sending: {exc}") from exc
-            except OSError as exc:
-                if self.socket.closed:
-                    raise ClosedResourceError("this stream was closed") from exc
-                raise BrokenResourceError(f"error sending on the stream: {exc}") from exc
-        finally:
-            self._sending = False
+        return self.socket._sendall(data, 0, self)
 
-    @types.coroutine
-    def receive_some(self, max_bytes: int | None = None) -> Generator[Any, Any, bytes]:
+    def receive_some(self, max_bytes: int | None = None) -> Awaitable[bytes]:
         """Receive up to ``max_bytes`` (default 64 KiB) bytes; ``b""`` at the end."""
-        n = _check_max_bytes(max_bytes)
-        if self._receiving:
-            raise BusyResourceError("another task is already receiving on this stream")
-        self._receiving = True
-        try:
-            if self.socket.closed:
-                raise ClosedResourceError("this stream was closed")
-            try:
-                return (yield from self.socket.recv(n))
-            except OSError as exc:
-                if self.socket.closed:
-                    raise ClosedResourceError("this stream was closed") from exc
-                raise BrokenResourceError(f"error receiving on the stream: {exc}") from exc
-        finally:
-            self._receiving = False
+        n = DEFAULT_RECEIVE_SIZE if max_bytes is None else _check_max_bytes(max_bytes)
+        return self.socket._recv(n, 0, self)
+
+    # What the socket's _recv/_sendall raise for this stream.
+
+    def _busy(self, what: str) -> BusyResourceError:
+        return BusyResourceError(f"another task is already {what} on this stream")
+
+    def _broken(self, exc: OSError, what: str) -> Exception:
+        if self.socket.closed:
+            return ClosedResourceError("this stream was closed")
+        if what == "sending" and isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            return BrokenResourceError(f"the connection broke while sending: {exc}")
+        return BrokenResourceError(f"error {what} on the stream: {exc}")
 
     @types.coroutine
     def send_eof(self) -> Generator[Any, Any, None]:

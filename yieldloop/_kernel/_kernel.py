@@ -20,6 +20,9 @@ request                                meaning
                                        will reschedule it myself later"
 ``("wait_readable", fd)``              wake me when ``fd`` is readable
 ``("wait_writable", fd)``              wake me when ``fd`` is writable
+                                       (also ``(kind, fd, owner)``: the fd
+                                       of ``owner``, e.g. a socket, whose
+                                       registration is kept between waits)
 ``("spawn", fn_or_coro, *args)``       start a sibling task; the request
                                        returns its :class:`Task`
 ``("current_task",)``                  returns the running :class:`Task`
@@ -202,6 +205,7 @@ class Kernel:
         "_closed",
         "_attention",
         "_fd_masks",
+        "_fd_owners",
         "_handlers",
         "_hooks",
         "_instruments",
@@ -283,6 +287,9 @@ class Kernel:
         self._readers: dict[int, Task[Any]] = {}
         self._writers: dict[int, Task[Any]] = {}
         self._fd_masks: dict[int, int] = {}
+        # fd -> weak reference to the object that waited on it (a socket), so
+        # a registration is known to still be that object's file (see _update_fd).
+        self._fd_owners: dict[int, weakref.ref[Any]] = {}
         self._poller: Any = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -557,37 +564,63 @@ class Kernel:
 
     def _req_wait_fd(self, task: Task[Any], req: Any) -> None:
         kind = req[0]
-        fd = _req_arg(req, kind, "a file descriptor or an object with fileno()")
-        if not isinstance(fd, int):
-            try:
-                fd = fd.fileno()
-            except AttributeError:
-                raise TypeError(
-                    f"{kind} needs a file descriptor or an object with fileno(), got {fd!r}"
-                ) from None
-        if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
-            raise ValueError(f"{kind} needs a valid file descriptor, got {fd!r}")
-        waiters = self._readers if kind == "wait_readable" else self._writers
+        reading = kind == "wait_readable"
+        if len(req) == 3:
+            # (kind, fd, owner): the socket layer's form, with the fd number
+            # and the object it belongs to (see _update_fd).
+            fd = req[1]
+            owner = req[2]
+            if fd.__class__ is not int or fd < 0:
+                raise ValueError(f"{kind} needs a valid file descriptor, got {fd!r}")
+            info = req
+        else:
+            fd = owner = _req_arg(req, kind, "a file descriptor or an object with fileno()")
+            if not isinstance(fd, int):
+                try:
+                    fd = fd.fileno()
+                except AttributeError:
+                    raise TypeError(
+                        f"{kind} needs a file descriptor or an object with fileno(), got {fd!r}"
+                    ) from None
+            if isinstance(fd, bool) or not isinstance(fd, int) or fd < 0:
+                raise ValueError(f"{kind} needs a valid file descriptor, got {fd!r}")
+            if owner is fd:
+                owner = None
+            info = (kind, fd)
+        waiters = self._readers if reading else self._writers
         if fd in waiters:
             raise RuntimeError(
                 f"another task ({waiters[fd].name!r}) is already waiting for fd {fd} "
-                f"to become {'readable' if kind == 'wait_readable' else 'writable'}"
+                f"to become {'readable' if reading else 'writable'}"
             )
         if task._scope._eff:
             self._cancel_now(task)
             return
         waiters[fd] = task
-        try:
-            self._update_fd(fd)
-        except BaseException:
-            del waiters[fd]
-            raise
+        # The registration is kept between waits: the same object waiting for
+        # the same events again needs no epoll_ctl (checked here, inline).
+        have = self._fd_masks.get(fd)
+        if have is not None and owner is not None:
+            ref = self._fd_owners.get(fd)
+            if reading:
+                want = _EPOLLIN | (_EPOLLOUT if fd in self._writers else 0)
+            else:
+                want = _EPOLLOUT | (_EPOLLIN if fd in self._readers else 0)
+            if have != want or ref is None or ref() is not owner:
+                have = None
+        if have is None or owner is None:
+            try:
+                self._update_fd(fd, owner)
+            except BaseException:
+                del waiters[fd]
+                raise
         task._abort = self._abort_fd_fn
-        task._wait_info = (kind, fd)
+        task._wait_info = info
 
     def _abort_fd(self, task: Task[Any]) -> bool:
-        kind, fd = task._wait_info
-        waiters = self._readers if kind == "wait_readable" else self._writers
+        info = task._wait_info
+        fd = info[1]
+        waiters = self._readers if info[0] == "wait_readable" else self._writers
         if waiters.get(fd) is task:
             del waiters[fd]
         return True
@@ -595,15 +628,25 @@ class Kernel:
     def _want(self, fd: int) -> int:
         return (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
 
-    def _update_fd(self, fd: int) -> None:
+    def _update_fd(self, fd: int, owner: Any = None) -> None:
         # A registration is kept after its wait ends, so a finished wait costs
         # no unregister syscall; an event that nobody waits for drops it.
-        # Every new wait still re-arms it with one syscall: epoll forgets an
-        # fd when it is closed, and a new file may reuse the number, so a
-        # registration we remember may no longer exist.
+        # A new wait for the same events by the same object (a socket) costs
+        # no syscall either. A wait on a bare fd number re-arms it: epoll
+        # forgets an fd when it is closed and a new file may reuse the number,
+        # so a registration we remember may no longer exist. (Objects are
+        # told apart by a weak reference: a socket closed without
+        # notify_closing and collected leaves a dead reference, so a new
+        # socket reusing its number re-arms.)
         want = self._want(fd)
+        have = self._fd_masks.get(fd)
+        owners = self._fd_owners
+        if have == want and owner is not None:
+            ref = owners.get(fd)
+            if ref is not None and ref() is owner:
+                return
         poller = self._poller
-        if fd in self._fd_masks:
+        if have is not None:
             try:
                 poller.modify(fd, want)
             except FileNotFoundError:  # closed (and maybe reused) meanwhile
@@ -614,6 +657,13 @@ class Kernel:
             except FileExistsError:  # a dup of an fd we registered earlier
                 poller.modify(fd, want)
         self._fd_masks[fd] = want
+        if owner is not None:
+            try:
+                owners[fd] = weakref.ref(owner)
+            except TypeError:  # not weak-referenceable: re-armed every time
+                owners.pop(fd, None)
+        else:
+            owners.pop(fd, None)
 
     def _forget_fd(self, fd: int) -> None:
         want = self._want(fd)
@@ -629,6 +679,7 @@ class Kernel:
             self._fd_masks[fd] = want
         else:
             self._fd_masks.pop(fd, None)
+            self._fd_owners.pop(fd, None)
 
     def notify_closing(self, fd: int) -> None:
         """Call before closing ``fd``: tasks waiting on it get
@@ -640,6 +691,7 @@ class Kernel:
                 self.reschedule_throw(
                     task, ClosedResourceError(f"fd {fd} was closed while a task waited on it")
                 )
+        self._fd_owners.pop(fd, None)
         if self._fd_masks.pop(fd, None) is not None:
             try:
                 self._poller.unregister(fd)
@@ -1237,7 +1289,7 @@ def describe_wait(kernel: Kernel, task: Task[Any]) -> str:
             return "sleeping forever"
         return f"sleeping ({info!r})"
     if abort == kernel._abort_fd_fn:
-        kind, fd = info
+        kind, fd = info[0], info[1]
         return f"waiting for fd {fd} to be {'readable' if kind == 'wait_readable' else 'writable'}"
     if isinstance(info, Task):
         return f"waiting for task {info.name!r} to finish"

@@ -49,7 +49,7 @@ def _what(kernel: Kernel, task: Task[Any], request: Any) -> str:
     if task._abort == kernel._abort_sleep_fn:
         return "sleep"
     if task._abort == kernel._abort_fd_fn:
-        kind, fd = info
+        kind, fd = info[0], info[1]
         return f"wait {'readable' if kind == 'wait_readable' else 'writable'} fd {fd}"
     if info is None:
         return "park"
