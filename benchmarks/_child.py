@@ -40,10 +40,21 @@ def measure(workload_name: str, runtime_name: str, params: dict[str, object]) ->
     ops = workload.ops(params)
 
     gc.collect()
+    cpu_start = time.process_time()
     start = time.perf_counter()
     result = runner(main)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start
 
+    if workload.self_timed:
+        if not (isinstance(result, tuple) and len(result) == 3):
+            raise AssertionError(
+                f"{workload_name} on {runtime_name}: a self-timed main must return "
+                f"(ops, seconds, cpu_seconds), not {result!r}"
+            )
+        result, seconds, cpu_seconds = result
+        if not seconds > 0:
+            raise AssertionError(f"{workload_name} on {runtime_name}: timed {seconds!r} s")
     if result != ops:
         raise AssertionError(
             f"{workload_name} on {runtime_name}: main returned {result!r}, expected {ops}"
@@ -51,6 +62,7 @@ def measure(workload_name: str, runtime_name: str, params: dict[str, object]) ->
     return {
         "status": "ok",
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "ops": ops,
         "ops_per_sec": ops / seconds,
     }

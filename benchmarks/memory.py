@@ -15,6 +15,8 @@ import subprocess
 import sys
 from typing import Any
 
+from .mdsection import update_section
+
 RUNTIMES = ("yieldloop", "asyncio", "uvloop", "trio")
 
 
@@ -86,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--markdown", metavar="PATH", help="append the table to PATH")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="write the table into PATH: replace its own section there, or append one",
+    )
     parser.add_argument("--child", nargs=2, metavar=("RUNTIME", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -120,9 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.markdown:
-        with open(args.markdown, "a") as f:
-            f.write("\n## Memory per parked task\n\n`.venv/bin/python -m benchmarks.memory`\n\n")
-            f.write(table + "\n")
+        section = "## Memory per parked task\n\n`.venv/bin/python -m benchmarks.memory`\n\n" + table
+        update_section(args.markdown, "python -m benchmarks.memory", section)
     return 0
 
 

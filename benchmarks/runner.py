@@ -36,12 +36,20 @@ class Run:
     status: str
     params: dict[str, Any]
     seconds: float | None = None
+    #: CPU time of the process over the same span as ``seconds``.
+    cpu_seconds: float | None = None
     ops: int | None = None
     ops_per_sec: float | None = None
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
+        """The run as a JSON-ready dict (what ``--json`` writes)."""
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        """The inverse of :meth:`to_json`; unknown keys are an error."""
+        return cls(**data)
 
 
 def schedule(
@@ -98,6 +106,7 @@ def run_child(
     run.detail = record.get("reason", "")
     if run.status == "ok":
         run.seconds = record["seconds"]
+        run.cpu_seconds = record.get("cpu_seconds")
         run.ops = record["ops"]
         run.ops_per_sec = record["ops_per_sec"]
     return run

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .mdsection import update_section
+
 K = 2000
 SIZES = (10, 100_000)
 
@@ -153,7 +155,11 @@ CASES: dict[str, Callable[[int], tuple[float, float]]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.waiters", description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--markdown", metavar="PATH", help="append the table to PATH")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="write the table into PATH: replace its own section there, or append one",
+    )
     args = parser.parse_args(argv)
     rows = []
     for name, case in CASES.items():
@@ -183,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.markdown:
-        with open(args.markdown, "a") as f:
-            f.write("\n## Waking and cancelling among many waiters\n\n")
-            f.write("`.venv/bin/python -m benchmarks.waiters`\n\n")
-            f.write(table + "\n")
+        section = (
+            "## Waking and cancelling among many waiters\n\n"
+            "`.venv/bin/python -m benchmarks.waiters`\n\n" + table
+        )
+        update_section(args.markdown, "python -m benchmarks.waiters", section)
     return 0
 
 

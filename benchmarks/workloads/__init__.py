@@ -17,6 +17,9 @@ MODULES = (
     "timers",
     "gather",
     "primitives",
+    "async_tree",
+    "timer_scaling",
+    "live",
 )
 
 for _name in MODULES:

@@ -83,13 +83,13 @@ class TaskGroup:
     ) -> bool:
         if self._state != 1:
             raise RuntimeError("this TaskGroup is not open")
-        if (
-            exc is not None
-            and not isinstance(exc, Cancelled)
-            and not any(e is exc for e in self._errors)
-        ):
-            self._errors.append(exc)
-            self.cancel_scope.cancel()
+        if exc is not None and not isinstance(exc, Cancelled):
+            for e in self._errors:
+                if e is exc:
+                    break
+            else:
+                self._errors.append(exc)
+                self.cancel_scope.cancel()
         if self._nchildren:
             self._waiting = True
             # Woken by _child_done when the last child finishes. If we are
@@ -289,6 +289,9 @@ class _Gather(Generic[T]):
     def __init__(self, aws: tuple[Any, ...]) -> None:
         coros: list[Any] = []
         for i, aw in enumerate(aws):
+            if aw.__class__ is CoroutineType:  # the common case, checked fast
+                coros.append(aw)
+                continue
             try:
                 coros.append(coerce_coroutine(aw, (), "gather"))
             except BaseException:
@@ -314,8 +317,12 @@ class _Gather(Generic[T]):
         failure: BaseExceptionGroup[Any] | None = None
         try:
             async with TaskGroup() as tg:
-                for coro in coros:
-                    tasks.append(tg.spawn(coro))
+                # tg.spawn(coro) for each, minus the checks: these are coroutine
+                # objects already, and the group was just opened.
+                spawn = tg._kernel.spawn  # type: ignore[union-attr]
+                scope = tg.cancel_scope
+                tasks = [spawn(coro, None, tg, scope) for coro in coros]
+                tg._nchildren += len(tasks)
         except BaseExceptionGroup as eg:
             failure = eg
         if failure is not None:
