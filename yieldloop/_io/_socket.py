@@ -232,6 +232,17 @@ class SocketType:
         if self._closed:  # closed after the fd became ready, before we ran
             raise ClosedResourceError("this socket was closed while a task waited on it")
 
+    def _check_usable(self) -> None:
+        # The start of every operation: open, in a task, and not cancelled.
+        if self._closed:
+            raise ClosedResourceError("this socket was closed")
+        kernel = local.kernel
+        task = None if kernel is None else kernel.current_task
+        if task is None:
+            raise RuntimeError("socket operations must be called from inside a yieldloop task")
+        if task._scope._eff:
+            raise Cancelled()
+
     def _done_now(self) -> Generator[Any, Any, None]:
         # An operation completed without waiting. Every 16th time in a row,
         # let the other tasks run: a task whose socket never blocks must not
@@ -280,14 +291,7 @@ class SocketType:
                 raise stream._busy("receiving")
             stream._receiving = True
         try:
-            if self._closed:
-                raise ClosedResourceError("this socket was closed")
-            kernel = local.kernel
-            task = None if kernel is None else kernel.current_task
-            if task is None:
-                raise RuntimeError("socket operations must be called from inside a yieldloop task")
-            if task._scope._eff:
-                raise Cancelled()
+            self._check_usable()
             recv = self._sock.recv
             if not self._drained:
                 try:
@@ -359,14 +363,7 @@ class SocketType:
                 raise stream._busy("sending")
             stream._sending = True
         try:
-            if self._closed:
-                raise ClosedResourceError("this socket was closed")
-            kernel = local.kernel
-            task = None if kernel is None else kernel.current_task
-            if task is None:
-                raise RuntimeError("socket operations must be called from inside a yieldloop task")
-            if task._scope._eff:
-                raise Cancelled()
+            self._check_usable()
             send = self._sock.send
             cls = data.__class__
             total = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
