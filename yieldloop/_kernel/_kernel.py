@@ -1137,8 +1137,7 @@ class Kernel:
                     del ready[i]
                 else:
                     task = ready.popleft()
-                watched = bool(self._instruments)
-                if watched:
+                if watched:  # (instruments added during a round join the next)
                     self._call_hooks("before_task_step", task)
                     before = len(ready)
                 # The same step as in _loop_fast.

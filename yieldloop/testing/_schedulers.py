@@ -108,6 +108,8 @@ class RandomScheduler(RecordingScheduler):
         # call, which matters at one draw per step.
         self._next = itertools.chain.from_iterable(_random_blocks(seed)).__next__
         self._record = self.decisions.append
+        if trace:
+            self.__class__ = _TracedRandomScheduler
 
     def pick(self, ready: Sequence[Task[Any]]) -> int:
         """A uniformly random index (modulo bias below ``len(ready) / 2**32``)."""
@@ -115,19 +117,30 @@ class RandomScheduler(RecordingScheduler):
 
     def choose(self, ready: Sequence[Task[Any]]) -> int:
         """Record and return a random choice (the base's logic, made lean:
-        it runs before every step)."""
+        it runs before every step; with ``trace=True`` the instance is a
+        :class:`_TracedRandomScheduler`, which also traces)."""
         n = len(ready)
         if n == 1:
-            i = 0
-        else:
-            i = self._next() % n
-            self._record(i)
-        if self.trace is not None:
-            self.trace.append(self.label(ready[i]))
+            return 0
+        i = self._next() % n
+        self._record(i)
         return i
 
     def __repr__(self) -> str:
         return f"RandomScheduler({self.seed!r})"
+
+
+class _TracedRandomScheduler(RandomScheduler):
+    """A :class:`RandomScheduler` made with ``trace=True``."""
+
+    __slots__ = ()
+
+    def choose(self, ready: Sequence[Task[Any]]) -> int:
+        """Record, trace and return a random choice."""
+        i = RandomScheduler.choose(self, ready)
+        assert self.trace is not None
+        self.trace.append(self.label(ready[i]))
+        return i
 
 
 class PCTScheduler(RecordingScheduler):
