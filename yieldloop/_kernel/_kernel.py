@@ -1,7 +1,7 @@
 """The kernel: the run loop, and the requests a task can yield to it.
 
 Layer 1. This file is meant to be read in one sitting. The whole scheduler is
-:meth:`Kernel._loop`: take the tasks that are ready, resume each one with
+:meth:`Kernel._loop_fast`: take the tasks that are ready, resume each one with
 ``send`` (or ``throw``), and look at the *request* it yields back:
 
 =====================================  ==========================================
@@ -1065,7 +1065,7 @@ class Kernel:
                     return True
 
             # ---- 2. run every task that is ready now (not the ones they wake):
-            # resume it, then act on the request it yields. (_loop_scheduled
+            # resume it, then act on the request it yields. (_loop_slow
             # has the same step; tests check that both loops agree.)
             for _ in range(len(ready)):
                 task = popleft()

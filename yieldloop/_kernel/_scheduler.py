@@ -1,7 +1,7 @@
 """The scheduling hook: who runs next when several tasks are ready.
 
 Layer 1. By default the kernel runs ready tasks first-in, first-out, in
-rounds (see :meth:`Kernel._loop`). ``run(main, scheduler=s)`` hands that
+rounds (see :meth:`Kernel._loop_fast`). ``run(main, scheduler=s)`` hands that
 choice to ``s``: before each step the kernel calls ``s.choose(ready)`` with
 the ready queue (oldest first) and runs the task at the index it returns.
 Tests use this to try other interleavings on purpose (random, PCT,

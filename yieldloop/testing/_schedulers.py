@@ -1,7 +1,7 @@
 """Schedulers for tests: random, PCT, and replay of a recorded schedule.
 
 Layer 5. A :class:`~yieldloop.testing.Scheduler` is asked before every step
-which ready task runs next (:meth:`Kernel._loop_scheduled`). The ones here
+which ready task runs next (:meth:`Kernel._loop_slow`). The ones here
 all *record* what they chose: ``decisions`` holds the index picked at every
 step where more than one task was ready (a *decision point*; steps with one
 ready task are not choices). That list, with the run's virtual clock, fixes
