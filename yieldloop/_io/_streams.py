@@ -136,7 +136,12 @@ class SocketStream(Stream):
 
     def receive_some(self, max_bytes: int | None = None) -> Awaitable[bytes]:
         """Receive up to ``max_bytes`` (default 64 KiB) bytes; ``b""`` at the end."""
-        n = DEFAULT_RECEIVE_SIZE if max_bytes is None else _check_max_bytes(max_bytes)
+        if max_bytes is None:
+            n = DEFAULT_RECEIVE_SIZE
+        elif max_bytes.__class__ is int and max_bytes > 0:  # the common case, checked fast
+            n = max_bytes
+        else:
+            n = _check_max_bytes(max_bytes)
         return self.socket._recv(n, 0, self)
 
     # What the socket's _recv/_sendall raise for this stream.
