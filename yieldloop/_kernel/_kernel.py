@@ -288,7 +288,7 @@ class Kernel:
         self._writers: dict[int, Task[Any]] = {}
         self._fd_masks: dict[int, int] = {}
         # fd -> weak reference to the object that waited on it (a socket), so
-        # a registration is known to still be that object's file (see _update_fd).
+        # a registration is known to still be that object's file (see _req_wait_fd).
         self._fd_owners: dict[int, weakref.ref[Any]] = {}
         self._poller: Any = None
         self._wake_r: socket.socket | None = None
@@ -567,7 +567,7 @@ class Kernel:
         reading = kind == "wait_readable"
         if len(req) == 3:
             # (kind, fd, owner): the socket layer's form, with the fd number
-            # and the object it belongs to (see _update_fd).
+            # and the object it belongs to (see below).
             fd = req[1]
             owner = req[2]
             if fd.__class__ is not int or fd < 0:
@@ -597,20 +597,27 @@ class Kernel:
             self._cancel_now(task)
             return
         waiters[fd] = task
-        # The registration is kept between waits: the same object waiting for
-        # the same events again needs no epoll_ctl (checked here, inline).
-        have = self._fd_masks.get(fd)
-        if have is not None and owner is not None:
-            ref = self._fd_owners.get(fd)
-            if reading:
-                want = _EPOLLIN | (_EPOLLOUT if fd in self._writers else 0)
-            else:
-                want = _EPOLLOUT | (_EPOLLIN if fd in self._readers else 0)
-            if have != want or ref is None or ref() is not owner:
-                have = None
-        if have is None or owner is None:
+        if reading:
+            want = _EPOLLIN | (_EPOLLOUT if fd in self._writers else 0)
+        else:
+            want = _EPOLLOUT | (_EPOLLIN if fd in self._readers else 0)
+        # A registration is kept after its wait ends, so a finished wait costs
+        # no unregister syscall (an event that nobody waits for drops it),
+        # and the same object (a socket) waiting for the same events again
+        # costs no syscall either. A wait on a bare fd number re-arms it:
+        # epoll forgets an fd when it is closed and a new file may reuse the
+        # number, so a registration we remember may no longer exist. Objects
+        # are told apart by a weak reference: a socket closed without
+        # notify_closing and collected leaves a dead reference, so a new
+        # socket reusing its number re-arms.
+        if (
+            owner is None
+            or self._fd_masks.get(fd) != want
+            or (ref := self._fd_owners.get(fd)) is None
+            or ref() is not owner
+        ):
             try:
-                self._update_fd(fd, owner)
+                self._arm_fd(fd, want, owner)
             except BaseException:
                 del waiters[fd]
                 raise
@@ -628,25 +635,11 @@ class Kernel:
     def _want(self, fd: int) -> int:
         return (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
 
-    def _update_fd(self, fd: int, owner: Any = None) -> None:
-        # A registration is kept after its wait ends, so a finished wait costs
-        # no unregister syscall; an event that nobody waits for drops it.
-        # A new wait for the same events by the same object (a socket) costs
-        # no syscall either. A wait on a bare fd number re-arms it: epoll
-        # forgets an fd when it is closed and a new file may reuse the number,
-        # so a registration we remember may no longer exist. (Objects are
-        # told apart by a weak reference: a socket closed without
-        # notify_closing and collected leaves a dead reference, so a new
-        # socket reusing its number re-arms.)
-        want = self._want(fd)
-        have = self._fd_masks.get(fd)
-        owners = self._fd_owners
-        if have == want and owner is not None:
-            ref = owners.get(fd)
-            if ref is not None and ref() is owner:
-                return
+    def _arm_fd(self, fd: int, want: int, owner: Any) -> None:
+        """Register ``fd`` with the poller for ``want`` (or change its
+        registration), and remember for which object (see _req_wait_fd)."""
         poller = self._poller
-        if have is not None:
+        if fd in self._fd_masks:
             try:
                 poller.modify(fd, want)
             except FileNotFoundError:  # closed (and maybe reused) meanwhile
@@ -657,6 +650,7 @@ class Kernel:
             except FileExistsError:  # a dup of an fd we registered earlier
                 poller.modify(fd, want)
         self._fd_masks[fd] = want
+        owners = self._fd_owners
         if owner is not None:
             try:
                 owners[fd] = weakref.ref(owner)
