@@ -82,22 +82,20 @@ class Event(Bound):
         event: Event = task._wait_info
         event._stale = stale = event._stale + 1
         if stale > 32 and stale * 2 > len(event._waiters):
-            event._compact(task)
+            event._waiters = event._live()
+            event._stale = 0
         return True
 
-    def _compact(self, leaving: Task[Any]) -> None:
+    def _live(self) -> list[Task[Any]]:
+        # The tasks still waiting, once each, in order. (The task being
+        # aborted is marked ABORTING by the kernel: it is not among them.)
         abort = Event._abort
-        live = dict.fromkeys(
-            t
-            for t in self._waiters
-            if t is not leaving and t._abort is abort and t._wait_info is self
+        return list(
+            dict.fromkeys(t for t in self._waiters if t._abort is abort and t._wait_info is self)
         )
-        self._waiters = list(live)
-        self._stale = 0
 
     def _live_waiters(self) -> int:
-        abort = Event._abort
-        return len({t for t in self._waiters if t._abort is abort and t._wait_info is self})
+        return len(self._live())
 
     def statistics(self) -> dict[str, int]:
         """``{"tasks_waiting": n}``."""
