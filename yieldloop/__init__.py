@@ -23,6 +23,7 @@ The public API, at a glance::
 
 from __future__ import annotations
 
+from ._interop._asyncio import from_asyncio, to_asyncio
 from ._io._connect import open_tcp_stream, open_udp_socket, open_unix_stream
 from ._io._server import SocketListener, open_tcp_listeners, serve_listeners, serve_tcp
 from ._io._streams import (
@@ -80,6 +81,8 @@ from ._sync._queue import LifoQueue, PriorityQueue, Queue
 __version__ = "0.1.0"
 
 __all__ = [
+    "from_asyncio",
+    "to_asyncio",
     "AsyncFile",
     "open_file",
     "run_in_executor",

@@ -63,7 +63,7 @@ from ._instruments import HOOKS, Instrument
 from ._monitor import Monitor
 from ._scheduler import Scheduler
 from ._scope import CancelScope, detach_task, make_root_scope
-from ._state import local
+from ._state import enter_thread, leave_thread, local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
 from ._trace import TraceRecorder
 from ._watchdog import SlowStepWatchdog
@@ -141,8 +141,15 @@ class _SelectorPoller:
             result.append((key.fd, mask))
         return result
 
+    def fileno(self) -> int:
+        return int(self._sel.fileno())
+
     def close(self) -> None:
         self._sel.close()
+
+
+class _GuestSuspend(Exception):
+    """Raised out of the loop in a guest run when its round is done."""
 
 
 def _make_poller() -> Any:
@@ -200,12 +207,17 @@ class Kernel:
     __slots__ = (
         "__weakref__",
         "_asyncgens",
+        "_at_close",
         "_abort_fd_fn",
         "_abort_sleep_fn",
         "_closed",
         "_attention",
         "_fd_masks",
         "_fd_owners",
+        "_guest",
+        "_guest_collected",
+        "_guest_error",
+        "_guest_over",
         "_handlers",
         "_hooks",
         "_instruments",
@@ -298,6 +310,12 @@ class Kernel:
         # Resources opened in this run and not closed yet (see track_resource).
         self._resources: dict[int, tuple[weakref.ref[Any], str]] = {}
         self._closed = False
+        self._at_close: list[Callable[[], Any]] = []
+        # A guest run (guest_start) is driven one round per tick by a host loop.
+        self._guest = False
+        self._guest_collected = False
+        self._guest_over = False
+        self._guest_error: BaseException | None = None
         # Bound once: parking a task stores one of these, no new bound method.
         self._abort_sleep_fn = self._abort_sleep
         self._abort_fd_fn = self._abort_fd
@@ -836,19 +854,14 @@ class Kernel:
                 "active in this thread; await the coroutine (or spawn it in a "
                 "TaskGroup) instead"
             )
-        self._thread = threading.current_thread()
-        self._poller = _make_poller()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_fd = self._wake_r.fileno()
-        self._poller.register(self._wake_fd, _EPOLLIN)
+        self._open_io()
         old_hooks = sys.get_asyncgen_hooks()
         old_sigint: Any = None
         old_wakeup_fd = -1
         installed_signals = False
-        local.kernel = self
+        token = enter_thread(self)
         try:
+            assert self._wake_w is not None
             if self._thread is threading.main_thread() and (
                 signal.getsignal(signal.SIGINT) is signal.default_int_handler
             ):
@@ -869,22 +882,150 @@ class Kernel:
                 self._emergency_close()
                 raise
         finally:
-            with self._threadsafe_lock:
-                self._closed = True
-            self.current_task = None
-            if self._instruments:
-                self._call_hooks("run_finished")
-            local.kernel = None
+            self._mark_closed()
+            leave_thread(token)
             sys.set_asyncgen_hooks(*old_hooks)
             if installed_signals:
                 signal.set_wakeup_fd(old_wakeup_fd)
                 signal.signal(signal.SIGINT, old_sigint)
-            self._poller.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self._close_io()
         if self._resources:
             self._report_unclosed()
         return self._outcome(main)
+
+    def _open_io(self) -> None:
+        self._thread = threading.current_thread()
+        self._poller = _make_poller()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_fd = self._wake_r.fileno()
+        self._poller.register(self._wake_fd, _EPOLLIN)
+
+    def _mark_closed(self) -> None:
+        with self._threadsafe_lock:
+            self._closed = True
+        self.current_task = None
+        if self._instruments:
+            self._call_hooks("run_finished")
+        while self._at_close:
+            fn = self._at_close.pop()
+            try:
+                fn()
+            except Exception as exc:
+                logger.error("error in a callback at the end of the run", exc_info=exc)
+
+    def call_at_close(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` when the run ends, after every task has finished (last
+        registered, first called): for helpers that keep something running
+        for the whole run, such as a thread, and must stop it."""
+        if self._closed:
+            raise RuntimeError("this yieldloop run has finished")
+        self._at_close.append(fn)
+
+    def _close_io(self) -> None:
+        self._poller.close()
+        assert self._wake_r is not None and self._wake_w is not None
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # ========================================================== guest runs
+
+    def guest_start(self, coro: AnyCoroutine[Any], name: str) -> int:
+        """Start a run driven by another event loop (the *host*), one round
+        at a time: the host calls :meth:`guest_tick` when it is due and
+        :meth:`guest_finish` once the run is over. Returns a file descriptor
+        (the kernel's poller) that becomes readable whenever I/O, a timer-free
+        wake-up from another thread, or a callback needs a tick; the host
+        watches it (``loop.add_reader(fd, tick)``). The kernel never blocks in
+        a guest run: waiting is the host's job. Needs real time and a poller
+        with a file descriptor (epoll or kqueue)."""
+        if local.kernel is not None:
+            coro.close()
+            raise RuntimeError("a yieldloop run is already active in this thread")
+        if self._idle is not None:
+            coro.close()
+            raise ValueError("a guest run needs real time, not a virtual clock")
+        self._open_io()
+        try:
+            fd: int = self._poller.fileno()
+        except (AttributeError, OSError, ValueError):
+            coro.close()
+            self._mark_closed()
+            self._close_io()
+            raise NotImplementedError(
+                "guest runs need a poller with a file descriptor (epoll or kqueue)"
+            ) from None
+        self._guest = True
+        self.clock.start_clock()
+        token = enter_thread(self)
+        try:
+            self._owner.main = self.spawn(coro, name, self._owner, self.root_scope)
+        finally:
+            leave_thread(token)
+        return fd
+
+    def guest_tick(self) -> float | None:
+        """One round of a guest run: collect what became ready (without
+        waiting), run the ready tasks once, and return how many seconds the
+        host may wait before the next tick if the poller's fd stays quiet
+        (0: tick again soon; ``inf``: only when the fd is readable). None
+        once every task has finished: call :meth:`guest_finish`."""
+        if self._guest_over:
+            return None
+        if local.kernel is not None:
+            raise RuntimeError("a yieldloop run is already active in this thread")
+        token = enter_thread(self)
+        old_hooks = sys.get_asyncgen_hooks()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter, finalizer=self._asyncgen_finalizer
+        )
+        self._guest_collected = False
+        self._attention = True  # start the round in _collect
+        try:
+            self._loop()
+            self._finalize_remaining_asyncgens()
+        except _GuestSuspend:
+            return self._guest_delay()
+        except BaseException as exc:
+            self._emergency_close()
+            self._guest_error = exc
+        finally:
+            self.current_task = None
+            leave_thread(token)
+            sys.set_asyncgen_hooks(*old_hooks)
+        self._guest_over = True
+        return None
+
+    def _guest_delay(self) -> float:
+        if self.ready or self._threadsafe or self._attention or not self.ntasks:
+            return 0.0
+        timers = self.timers
+        while timers:
+            entry = timers[0]
+            if entry[2]._timer_seq == entry[1]:
+                return max(0.0, self.clock.deadline_to_sleep_time(entry[0]))
+            heapq.heappop(timers)
+            self.stale_timers -= 1
+        return math.inf
+
+    def guest_finish(self) -> Any:
+        """End a guest run whose :meth:`guest_tick` returned None (or that
+        the host abandons: then tasks still running are closed) and return
+        the main task's result, or raise its exception, like :func:`run`.
+        Stop watching the poller's fd before calling this: it is closed."""
+        if not self._guest_over:
+            self._emergency_close()
+            self._guest_over = True
+        self._mark_closed()
+        self._close_io()
+        if self._resources:
+            self._report_unclosed()
+        if self._guest_error is not None:
+            exc, self._guest_error = self._guest_error, None
+            raise exc
+        assert self._owner.main is not None
+        return self._outcome(self._owner.main)
 
     def _outcome(self, main: Task[Any]) -> Any:
         errors = self._owner.errors
@@ -953,6 +1094,14 @@ class Kernel:
         """Step 1 of the loop: wait for something to do - I/O, timers, other
         threads - and move what became ready to the ready queue. Returns True
         when the run is over (no task left)."""
+        if self._guest:
+            # A guest run never blocks: one round per tick, then the host
+            # loop waits (see guest_tick). _attention brings the loop back
+            # here after this round.
+            if self._guest_collected:
+                raise _GuestSuspend
+            self._guest_collected = True
+            self._attention = True
         ready = self.ready
         timers = self.timers
         threadsafe = self._threadsafe
@@ -981,6 +1130,8 @@ class Kernel:
                 timeout = self.clock.deadline_to_sleep_time(deadline)
             if timeout == math.inf:
                 timeout = -1.0
+            if self._guest:
+                timeout = 0.0
             if self._instruments:
                 self._call_hooks("before_io_wait", timeout)
                 got_io = self._poll(timeout)

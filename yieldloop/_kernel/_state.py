@@ -7,12 +7,12 @@ scopes can all find the running kernel without importing each other in a cycle.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
 
-__all__ = ["current_kernel", "running_kernel"]
+__all__ = ["current_kernel", "enter_thread", "leave_thread", "running_kernel"]
 
 
 class _Local(threading.local):
@@ -20,6 +20,38 @@ class _Local(threading.local):
 
 
 local = _Local()
+
+#: sniffio's thread-local (``sniffio.thread_local``) once looked up; False
+#: when sniffio is not installed. Libraries that support several runtimes
+#: (anyio, httpx...) ask sniffio which one is running.
+_sniffio_local: Any = None
+
+
+def enter_thread(kernel: Kernel) -> str | None:
+    """Make ``kernel`` the one running in this thread (and tell sniffio that
+    ``"yieldloop"`` runs); returns what to hand to :func:`leave_thread`."""
+    global _sniffio_local
+    local.kernel = kernel
+    tl = _sniffio_local
+    if tl is None:
+        try:
+            import sniffio
+        except ImportError:
+            tl = _sniffio_local = False
+        else:
+            tl = _sniffio_local = sniffio.thread_local
+    if tl is False:
+        return None
+    old: str | None = tl.name
+    tl.name = "yieldloop"
+    return old
+
+
+def leave_thread(token: str | None) -> None:
+    """Undo :func:`enter_thread`."""
+    local.kernel = None
+    if _sniffio_local:
+        _sniffio_local.name = token
 
 
 def current_kernel() -> Kernel:
