@@ -1,4 +1,5 @@
-"""TCP servers: open_tcp_listeners, serve_listeners, serve_tcp."""
+"""TCP servers: open_tcp_listeners, serve_listeners, serve_tcp; the grace period
+that running handlers get when a server stops."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import functools
 import logging
 import os
 import resource
+import signal
 import socket as stdlib_socket
 import threading
 import time
 
 import pytest
+from _leaks import no_leaks
 
 import yieldloop as yl
 from yieldloop import CancelScope, ClosedResourceError, TaskGroup
@@ -302,3 +305,246 @@ def test_handler_stream_is_socket_stream():
 
     yl.run(main)
     assert kinds == [SocketStream]
+
+
+# ------------------------------------------------------------ grace period
+
+
+async def start_stoppable(tg, fn, *args, **kwargs):
+    """Start server ``fn`` in ``tg`` inside a scope of its own; return
+    ``(scope, listeners)``: ``scope.cancel()`` stops that server alone."""
+    scope = CancelScope()
+
+    async def run(task_status=yl.TASK_STATUS_IGNORED):
+        with scope:
+            await fn(*args, task_status=task_status, **kwargs)
+
+    return scope, await tg.start(run)
+
+
+def test_grace_period_lets_a_slow_handler_finish_and_refuses_new_connections():
+    log = []
+
+    async def handler(stream):
+        await stream.receive_some()
+        log.append("handler started")
+        await yl.sleep(0.3)  # never sees the server's cancellation
+        await stream.send_all(b"finished")
+        log.append("handler done")
+
+    async def main():
+        async with TaskGroup() as tg:
+            scope, listeners = await start_stoppable(
+                tg, serve_tcp, handler, 0, host="127.0.0.1", grace_period=30
+            )
+            port = port_of(listeners)
+            async with await open_tcp_stream("127.0.0.1", port) as client:
+                await client.send_all(b"go")
+                while not log:
+                    await yl.sleep(0.01)
+                t0 = yl.current_time()
+                scope.cancel()
+                await yl.sleep(0)
+                # Shutdown has started: the listener is closed at once.
+                assert listeners[0].socket.closed
+                with pytest.raises(OSError):
+                    await open_tcp_stream("127.0.0.1", port)
+                assert await BufferedReceiveStream(client).receive_exactly(8) == b"finished"
+        elapsed = yl.current_time() - t0
+        assert log == ["handler started", "handler done"]
+        assert scope.cancelled_caught
+        assert elapsed < 10  # the server ended with its last handler, not after 30 s
+
+    with no_leaks(settle=0):
+        yl.run(main)
+
+
+def test_grace_period_cancels_a_handler_at_the_deadline():
+    seen = []
+
+    async def handler(stream):
+        seen.append("started")
+        try:
+            await yl.sleep_forever()
+        except yl.Cancelled:
+            seen.append(yl.current_time())
+            raise
+
+    async def main():
+        async with TaskGroup() as tg:
+            scope, listeners = await start_stoppable(
+                tg, serve_tcp, handler, 0, host="127.0.0.1", grace_period=0.3
+            )
+            async with await open_tcp_stream("127.0.0.1", port_of(listeners)) as client:
+                while not seen:
+                    await yl.sleep(0.01)
+                t0 = yl.current_time()
+                scope.cancel()
+                assert await client.receive_some() == b""  # closed at the deadline
+                t1 = yl.current_time()
+        return t0, t1
+
+    with no_leaks(settle=0):
+        t0, t1 = yl.run(main)
+    assert seen[0] == "started"
+    cancelled_at = seen[1]
+    assert 0.3 <= cancelled_at - t0 < 5
+    assert 0.3 <= t1 - t0 < 5
+
+
+@pytest.mark.parametrize("grace", [None, 0, 0.0])
+def test_no_grace_period_cancels_handlers_at_once(grace):
+    seen = []
+
+    async def handler(stream):
+        seen.append("started")
+        try:
+            await yl.sleep_forever()
+        except yl.Cancelled:
+            seen.append("cancelled")
+            raise
+
+    async def main():
+        async with TaskGroup() as tg:
+            scope, listeners = await start_stoppable(
+                tg, serve_tcp, handler, 0, host="127.0.0.1", grace_period=grace
+            )
+            async with await open_tcp_stream("127.0.0.1", port_of(listeners)):
+                while not seen:
+                    await yl.sleep(0.01)
+                scope.cancel()
+                await yl.sleep(0)
+                await yl.sleep(0)
+                assert seen == ["started", "cancelled"]
+
+    with no_leaks(settle=0):
+        yl.run(main)
+
+
+def test_grace_period_bad_values():
+    async def main():
+        for bad in (-1, float("nan"), float("inf"), -0.5):
+            with pytest.raises(ValueError, match="grace_period"):
+                await serve_tcp(echo_handler, 0, host="127.0.0.1", grace_period=bad)
+        for bad in ("1", True, [1]):
+            with pytest.raises(TypeError, match="grace_period"):
+                await serve_tcp(echo_handler, 0, host="127.0.0.1", grace_period=bad)
+        listeners = await open_tcp_listeners(0, host="127.0.0.1")
+        with pytest.raises(ValueError, match="grace_period"):
+            await serve_listeners(echo_handler, listeners, grace_period=-1)
+        listeners[0].close()
+        with pytest.raises(TypeError, match="handler"):
+            await serve_tcp(None, 0, host="127.0.0.1")
+        with pytest.raises(TypeError, match="SocketListener"):
+            await serve_listeners(echo_handler, [object()])
+
+    with no_leaks(settle=0):
+        yl.run(main)
+
+
+def test_a_second_outer_cancellation_during_the_grace_period_does_not_hang():
+    # The server stops (inner scope), then the scope around everything is
+    # cancelled too: the handlers keep their grace period, which is bounded,
+    # and a handler that swallows Cancelled sees it again at once (level-triggered).
+    seen = []
+
+    async def handler(stream):
+        try:
+            await yl.sleep_forever()
+        except yl.Cancelled:
+            seen.append("cancelled once")
+        try:
+            await yl.sleep(600)  # still inside the cancelled scope
+        except yl.Cancelled:
+            seen.append("cancelled again")
+            raise
+
+    async def main():
+        with CancelScope() as outer:
+            async with TaskGroup() as tg:
+                scope, listeners = await start_stoppable(
+                    tg, serve_tcp, handler, 0, host="127.0.0.1", grace_period=0.3
+                )
+                client = await open_tcp_stream("127.0.0.1", port_of(listeners))
+                try:
+                    await yl.sleep(0.05)
+                    t0 = yl.current_time()
+                    scope.cancel()
+                    await yl.sleep(0.05)
+                    outer.cancel()
+                    outer.cancel()
+                    await yl.sleep_forever()
+                finally:
+                    client.close()
+        return t0, yl.current_time()
+
+    with no_leaks(settle=0):
+        t0, t1 = yl.run(main)
+    assert seen == ["cancelled once", "cancelled again"]
+    assert 0.3 <= t1 - t0 < 5
+
+
+def test_grace_period_with_serve_listeners_and_many_handlers():
+    done = []
+
+    async def handler(stream):
+        n = int(await stream.receive_some())
+        await yl.sleep(0.01 * n)
+        await stream.send_all(b"%d" % n)
+        done.append(n)
+
+    async def client(port, n, got):
+        async with await open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(b"%d" % n)
+            got.append(int(await stream.receive_some()))
+
+    async def main():
+        listeners = await open_tcp_listeners(0, host="127.0.0.1")
+        got = []
+        async with TaskGroup() as tg:
+            scope, _ = await start_stoppable(
+                tg, serve_listeners, handler, listeners, grace_period=30
+            )
+            async with TaskGroup() as clients:
+                for n in range(20):
+                    clients.spawn(client, port_of(listeners), n, got)
+                while len(done) < 1:
+                    await yl.sleep(0.001)
+                scope.cancel()  # 19 handlers are still sleeping
+        assert sorted(got) == sorted(done) == list(range(20))
+
+    with no_leaks(settle=0):
+        yl.run(main)
+
+
+def test_ctrl_c_gives_handlers_their_grace_period():
+    log = []
+
+    async def handler(stream):
+        await stream.receive_some()
+        log.append("started")
+        await yl.sleep(0.2)
+        await stream.send_all(b"done")
+        log.append("finished")
+
+    async def main():
+        async with TaskGroup() as tg:
+            listeners = await start_server(tg, handler, grace_period=30)
+            client = await open_tcp_stream("127.0.0.1", port_of(listeners))
+            try:
+                await client.send_all(b"go")
+                while not log:
+                    await yl.sleep(0.01)
+                signal.raise_signal(signal.SIGINT)
+                try:
+                    await yl.sleep(600)
+                finally:
+                    with CancelScope(shield=True):
+                        assert await client.receive_some() == b"done"
+            finally:
+                client.close()
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with no_leaks(settle=0), pytest.raises(KeyboardInterrupt):
+        yl.run(main)
+    assert log == ["started", "finished"]

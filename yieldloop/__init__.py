@@ -23,9 +23,17 @@ The public API, at a glance::
 
 from __future__ import annotations
 
+from ._interop import install_anyio_backend
 from ._interop._asyncio import from_asyncio, to_asyncio
 from ._io._connect import open_tcp_stream, open_udp_socket, open_unix_stream
-from ._io._server import SocketListener, open_tcp_listeners, serve_listeners, serve_tcp
+from ._io._server import (
+    SocketListener,
+    open_tcp_listeners,
+    open_unix_listeners,
+    serve_listeners,
+    serve_tcp,
+    serve_unix,
+)
 from ._io._streams import (
     BufferedReceiveStream,
     BusyResourceError,
@@ -80,6 +88,8 @@ from ._sync._queue import LifoQueue, PriorityQueue, Queue
 
 __version__ = "0.1.0"
 
+install_anyio_backend()
+
 __all__ = [
     "from_asyncio",
     "to_asyncio",
@@ -110,11 +120,13 @@ __all__ = [
     "Stream",
     "TLSStream",
     "open_tcp_listeners",
+    "open_unix_listeners",
     "open_tcp_stream",
     "open_udp_socket",
     "open_unix_stream",
     "serve_listeners",
     "serve_tcp",
+    "serve_unix",
     "BrokenResourceError",
     "CapacityLimiter",
     "ClosedResourceError",

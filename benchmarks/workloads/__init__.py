@@ -20,6 +20,7 @@ MODULES = (
     "async_tree",
     "timer_scaling",
     "live",
+    "threads",
 )
 
 for _name in MODULES:

@@ -1,15 +1,28 @@
 """Running blocking functions in worker threads, and calling back into the loop.
 
-Layer 4. :func:`to_thread` starts one thread per call (a thread costs tens of
-microseconds; a pool would have to be shut down at the end of a run, which the
-kernel offers no hook for). The task that called it parks; the thread hands its
-outcome back with :meth:`Kernel.call_soon_threadsafe`, and a callback on the
-loop thread reschedules the task, which then joins the (finishing) thread. So
-when ``to_thread`` returns, its thread is gone: nothing outlives the run.
+Layer 4. :func:`to_thread` hands its function to a worker thread of the
+run's pool. The task that called it parks; the thread hands its outcome back
+with :meth:`Kernel.call_soon_threadsafe`, and a callback on the loop thread
+reschedules the task.
+
+The pool (one per run) keeps the threads that finished a job: such a thread
+waits up to :data:`IDLE_TIMEOUT` seconds for its next job, then exits, so a
+program that calls ``to_thread`` often pays for starting a thread only once
+(starting one costs tens of microseconds, more than the rest of a call). A
+thread puts itself back into the pool *before* it hands over its outcome, so
+the task that gets the result and calls ``to_thread`` again finds it there.
+When the run ends (:meth:`Kernel.call_at_close`), the idle threads are told to
+exit and are joined: nothing the pool started outlives ``run``, except a
+thread still busy with an abandoned job (below). Thread-locals that a
+function sets survive into the next job of the same thread, as in any thread
+pool; the thread's link to its job (what :func:`from_thread_run` uses) is
+reset after every job, and each job runs in a copy of its own task's context.
+With ``IDLE_TIMEOUT = 0`` no thread is kept: each job gets a new thread,
+joined before ``to_thread`` returns.
 
 Code running in such a worker thread can call back into the loop with
 :func:`from_thread_run` (an async function) or :func:`from_thread_run_sync`
-(a plain one). The request goes to the *parked task that started the thread*:
+(a plain one). The request goes to the *parked task that started the job*:
 it wakes up, runs the function in its own context and cancel scope, sends the
 outcome back to the thread and parks again. So a cancelled ``to_thread`` call
 cancels what its thread asked the loop to do, as in trio.
@@ -21,11 +34,14 @@ Cancellation of ``to_thread``:
   (an exception it raised is kept) and :class:`~yieldloop.Cancelled` is raised.
 * ``abandon_on_cancel=True``: the task raises ``Cancelled`` at once and the
   thread is left to finish on its own; its result is discarded, its limiter
-  token is returned when it finishes. Such threads are daemon threads, so one
-  that never finishes (stuck in a read) cannot keep the process alive. If it
-  finishes before the run ends it is joined; otherwise it may outlive ``run``.
+  token is returned when it finishes. The thread goes back to the pool only
+  once the function returns. One that is still running when the run ends is
+  left behind (the exit report names it); it exits when its function returns.
 
-Every other worker thread is a normal (non-daemon) thread.
+The pool's threads are daemon threads: one stuck in an abandoned job (a read
+that never returns) cannot keep the process alive. Every other job is over
+before its ``to_thread`` returns, so no job is cut short by a daemon thread
+ending with the interpreter.
 """
 
 from __future__ import annotations
@@ -59,7 +75,12 @@ T = TypeVar("T")
 #: How many worker threads may run at once by default, in each run.
 DEFAULT_THREAD_LIMIT = 40
 
+#: Seconds a worker thread that finished its job waits for the next one
+#: before it exits. 0 keeps no thread: every job starts a new one.
+IDLE_TIMEOUT = 10.0
+
 _default_limiters: weakref.WeakKeyDictionary[Kernel, CapacityLimiter] = weakref.WeakKeyDictionary()
+_pools: weakref.WeakKeyDictionary[Kernel, _Pool] = weakref.WeakKeyDictionary()
 
 # (True, value) or (False, exception)
 _Outcome = tuple[bool, Any]
@@ -68,6 +89,7 @@ _WAITING = 0  # the task is parked waiting for the thread
 _ABANDONED = 1  # the task went away; the thread's result will be discarded
 _DONE = 2  # the outcome was handed over
 
+#: ``_worker.job``: the job the current worker thread runs (None between jobs).
 _worker = threading.local()
 
 
@@ -87,6 +109,122 @@ def _capture(fn: Callable[..., Any], args: tuple[Any, ...]) -> _Outcome:
         return (True, fn(*args))
     except BaseException as exc:
         return (False, exc)
+
+
+class _Pool:
+    """The worker threads of one run: the idle ones wait for a job.
+
+    ``submit`` runs on the loop thread; ``park_idle``/``leave`` on the
+    worker threads; ``shutdown`` on the loop thread when the run ends. The
+    lock guards ``idle``, ``exiting`` and ``closed``.
+    """
+
+    __slots__ = ("closed", "exiting", "idle", "idle_timeout", "lock")
+
+    def __init__(self, idle_timeout: float) -> None:
+        self.lock = threading.Lock()
+        #: Idle workers, most recently idle last (the next job takes it: the
+        #: threads idle the longest are the ones that time out).
+        self.idle: dict[_Worker, None] = {}
+        #: Workers that timed out and are ending: joined at shutdown.
+        self.exiting: list[threading.Thread] = []
+        self.closed = False
+        self.idle_timeout = idle_timeout
+
+    def submit(self, job: _Job) -> None:
+        """Hand ``job`` to an idle worker, or to a new one."""
+        with self.lock:
+            worker = self.idle.popitem()[0] if self.idle else None
+        if worker is None:
+            worker = _Worker(self, job)
+            job.worker = worker
+            worker.thread.start()
+        else:
+            job.worker = worker
+            worker.job = job
+            worker.wake.release()
+
+    def shutdown(self) -> None:
+        """The run is over: idle workers exit, and are joined. A worker busy
+        with an abandoned job exits when the job ends."""
+        with self.lock:
+            self.closed = True
+            idle = list(self.idle)
+            self.idle.clear()
+            exiting, self.exiting = self.exiting, []
+        for worker in idle:
+            worker.wake.release()  # with no job: exit
+        for worker in idle:
+            worker.thread.join()
+        for thread in exiting:
+            thread.join()
+
+    def park_idle(self, worker: _Worker) -> bool:
+        """Put ``worker`` back (it finished a job); False: it must exit."""
+        if self.idle_timeout <= 0:
+            return False
+        with self.lock:
+            if self.closed:
+                return False
+            self.idle[worker] = None
+        return True
+
+    def leave(self, worker: _Worker) -> bool:
+        """``worker`` waited too long: True if it left the pool (it exits);
+        False if it was handed a job (or told to exit) meanwhile."""
+        with self.lock:
+            if worker not in self.idle:
+                return False
+            del self.idle[worker]
+            self.exiting = [t for t in self.exiting if t.is_alive()]
+            self.exiting.append(worker.thread)
+        return True
+
+
+class _Worker:
+    """One thread of a :class:`_Pool`: runs jobs one after the other.
+
+    The loop thread hands over a job by setting ``job`` and releasing
+    ``wake``; releasing it with no job tells the thread to exit.
+    """
+
+    __slots__ = ("job", "pool", "thread", "tracked_by", "wake")
+
+    def __init__(self, pool: _Pool, job: _Job) -> None:
+        self.pool = pool
+        self.job: _Job | None = job
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        #: The abandoned job for which this thread is in the run's exit
+        #: report (loop thread only).
+        self.tracked_by: _Job | None = None
+        self.thread = threading.Thread(target=self.main, name="yieldloop worker", daemon=True)
+
+    def main(self) -> None:
+        pool = self.pool
+        thread = self.thread
+        while True:
+            job = self.job
+            if job is None:
+                return
+            self.job = None
+            thread.name = f"yieldloop worker: {_describe(job.fn)}"
+            outcome = job.run()
+            # Back into the pool first: the task woken by this outcome may
+            # call to_thread again at once, and should find this thread.
+            keep = pool.park_idle(self)
+            job.post(outcome)
+            del job, outcome
+            if not keep:
+                return
+            thread.name = "yieldloop worker (idle)"
+            if not self.wake.acquire(timeout=pool.idle_timeout):
+                if pool.leave(self):
+                    return
+                self.wake.acquire()  # a job (or the order to exit) is on its way
+
+    def __repr__(self) -> str:
+        return f"<to_thread worker {self.thread.name!r}>"
 
 
 class _Call:
@@ -126,7 +264,7 @@ class _Job:
         "limiter",
         "state",
         "task",
-        "thread",
+        "worker",
     )
 
     def __init__(
@@ -146,34 +284,40 @@ class _Job:
         self.abandon = abandon
         self.context: Context = copy_context()
         self.state = _WAITING
-        self.thread: threading.Thread | None = None
+        self.worker: _Worker | None = None
 
     def __repr__(self) -> str:
         return f"<to_thread job {_describe(self.fn)} for {self.task.name!r}>"
 
     # ---------------------------------------------------------- worker thread
 
-    def work(self) -> None:
-        _worker.job = self
+    def run(self) -> _Outcome:
         fn = self.fn
         assert fn is not None
-        outcome = self.context.run(_capture, fn, self.args)
-        self.fn = None
-        self.args = ()
+        _worker.job = self
+        try:
+            return self.context.run(_capture, fn, self.args)
+        finally:
+            _worker.job = None
+            self.fn = None
+            self.args = ()
+
+    def post(self, outcome: _Outcome) -> None:
         try:
             self.kernel.call_soon_threadsafe(self.deliver, outcome)
         except RuntimeError:  # the run has finished: only an abandoned job gets here
             pass
-        del outcome
 
     # ------------------------------------------------------ loop thread only
 
     def abort(self, task: Task[Any]) -> bool:
         if self.abandon:
             self.state = _ABANDONED
-            if self.thread is not None:  # forgotten again in finish()
+            worker = self.worker
+            if worker is not None:  # forgotten again in finish()
+                worker.tracked_by = self
                 self.kernel.track_resource(
-                    self.thread, f"a to_thread({_describe(self.fn)}) thread (abandoned)"
+                    worker.thread, f"a to_thread({_describe(self.fn)}) thread (abandoned)"
                 )
             return True
         return False  # keep waiting for the thread; to_thread raises Cancelled then
@@ -203,16 +347,28 @@ class _Job:
             call.reply(_capture(call.fn, call.args))
 
     def finish(self) -> None:
-        thread = self.thread
-        if thread is not None:
-            thread.join()  # it has handed over its outcome: it is ending now
-            self.kernel.untrack_resource(thread)
+        worker = self.worker
+        if worker is not None:
+            if worker.tracked_by is self:
+                worker.tracked_by = None
+                self.kernel.untrack_resource(worker.thread)
+            if worker.pool.idle_timeout <= 0:
+                worker.thread.join()  # it has handed over its outcome: it is ending now
         self.limiter.release_on_behalf_of(self)
 
 
 def _describe(fn: Any) -> str:
     name = getattr(fn, "__qualname__", None)
     return name if isinstance(name, str) else repr(fn)
+
+
+def _pool_of(kernel: Kernel) -> _Pool:
+    pool = _pools.get(kernel)
+    if pool is None:
+        pool = _Pool(IDLE_TIMEOUT)
+        kernel.call_at_close(pool.shutdown)
+        _pools[kernel] = pool
+    return pool
 
 
 @types.coroutine
@@ -252,16 +408,10 @@ def _to_thread(
     job = _Job(kernel, task, fn, args, limiter, bool(abandon))
     yield from limiter.acquire_on_behalf_of(job)  # a cancellation point
     try:
-        thread = threading.Thread(
-            target=job.work,
-            name=f"yieldloop worker: {_describe(fn)}",
-            daemon=job.abandon,
-        )
-        thread.start()
+        _pool_of(kernel).submit(job)
     except BaseException:
         limiter.release_on_behalf_of(job)
         raise
-    job.thread = thread
     while True:
         try:
             msg = yield ("park", job.abort, job)
@@ -295,7 +445,9 @@ def to_thread(
     abandon_on_cancel: bool = False,
 ) -> Awaitable[T]:
     """Call ``fn(*args)`` in a worker thread and return its result (or raise
-    its exception), without blocking the other tasks.
+    its exception), without blocking the other tasks. The threads are kept
+    for the next calls (each waits up to :data:`IDLE_TIMEOUT` seconds for
+    one) and are joined when the run ends.
 
     ``await to_thread(fn, ...)`` in async code, ``yield from to_thread(fn, ...)``
     in a generator coroutine. At most ``limiter.total`` calls run at once
