@@ -420,7 +420,11 @@ def model_scopes(levels: list[Level], body: float) -> dict[int, tuple[float, boo
             t, cancelled = sleep_in(i, t, body)
         if not cancelled:
             t, cancelled = sleep_in(i, t, levels[i].post)
-        caught = cancelled and levels[i].deadline <= t
+        # A cancelled scope catches the Cancelled unless the scope around it
+        # is cancelled too (and visible: not shielded) - then it goes on to
+        # the outermost cancelled scope.
+        outer_cancelled = i > 0 and not levels[i].shield and effective[i - 1] <= t
+        caught = cancelled and levels[i].deadline <= t and not outer_cancelled
         exits[i] = (t, caught)
         return t, cancelled and not caught
 
@@ -469,3 +473,10 @@ def test_scope_model_on_hand_made_examples() -> None:
     levels = [Level(1, False, 0), Level(4, False, 0)]
     assert run_scopes(levels, 2) == {1: (1.0, False), 0: (1.0, True)}
     assert model_scopes(levels, 2) == {1: (1.0, False), 0: (1.0, True)}
+    # both deadlines passed: the Cancelled goes to the outermost cancelled scope
+    levels = [Level(1, False, None), Level(1, False, None)]
+    assert run_scopes(levels, 2) == {1: (1.0, False), 0: (1.0, True)} == model_scopes(levels, 2)
+    # ... unless the inner one is shielded: then it is its own (and the outer
+    # one, with no checkpoint left in it, exits without a Cancelled to catch)
+    levels = [Level(1, False, None), Level(1, True, None)]
+    assert run_scopes(levels, 2) == {1: (1.0, True), 0: (1.0, False)} == model_scopes(levels, 2)

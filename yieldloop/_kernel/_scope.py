@@ -184,6 +184,11 @@ class CancelScope:
         self._task = None
         if exc is None or not self._cancel_called:
             return False
+        if parent._eff and not self._shield:
+            # A scope around this one is cancelled too: the Cancelled goes on
+            # to the outermost cancelled scope (as in trio), so no code runs
+            # between this exit and that one as if nothing had been cancelled.
+            return False
         if isinstance(exc, Cancelled):
             self.cancelled_caught = True
             return True

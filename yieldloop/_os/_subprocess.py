@@ -362,6 +362,7 @@ def _spawn(
     cwd: _StrOrBytesPath | None,
     env: Mapping[str, str] | None,
     kill_grace: float,
+    popen_options: Mapping[str, Any],
 ) -> Process:
     parent_fds: list[int] = []
     child_fds: list[int] = []
@@ -379,7 +380,9 @@ def _spawn(
         c_in = pipe("stdin", False) if stdin == PIPE else stdin
         c_out = pipe("stdout", True) if stdout == PIPE else stdout
         c_err = pipe("stderr", True) if stderr == PIPE else stderr
-        popen = subprocess.Popen(cmd, stdin=c_in, stdout=c_out, stderr=c_err, cwd=cwd, env=env)
+        popen = subprocess.Popen(
+            cmd, stdin=c_in, stdout=c_out, stderr=c_err, cwd=cwd, env=env, **popen_options
+        )
     except BaseException:
         for fd in parent_fds:
             os.close(fd)
@@ -416,10 +419,30 @@ def _open_process(
     cwd: _StrOrBytesPath | None,
     env: Mapping[str, str] | None,
     kill_grace: float,
+    popen_options: Mapping[str, Any],
 ) -> Generator[Any, Any, Process]:
     kill_grace = _check_grace(kill_grace)
+    popen_options = _check_popen_options(popen_options)
     yield CHECKPOINT  # raises Cancelled here, before anything is started
-    return _spawn(cmd, stdin, stdout, stderr, cwd, env, kill_grace)
+    return _spawn(cmd, stdin, stdout, stderr, cwd, env, kill_grace, popen_options)
+
+
+#: Popen arguments that would change what the pipes carry (text instead of
+#: bytes) or that yieldloop sets itself.
+_POPEN_OWN = frozenset(
+    {"stdin", "stdout", "stderr", "cwd", "env", "text", "universal_newlines", "encoding",
+     "errors", "bufsize"}
+)
+
+
+def _check_popen_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    bad = sorted(set(options) & _POPEN_OWN)
+    if bad:
+        raise TypeError(
+            f"open_process() does not take {', '.join(bad)} as extra Popen options "
+            "(the pipes are byte streams; stdin/stdout/stderr/cwd/env are its own arguments)"
+        )
+    return dict(options)
 
 
 def open_process(
@@ -431,6 +454,7 @@ def open_process(
     cwd: _StrOrBytesPath | None = None,
     env: Mapping[str, str] | None = None,
     kill_grace: float = DEFAULT_KILL_GRACE,
+    **popen_options: Any,
 ) -> Awaitable[Process]:
     """Start ``cmd`` (a program and its arguments, as for
     :class:`subprocess.Popen`) and return a :class:`Process` at once::
@@ -444,12 +468,14 @@ def open_process(
     the process), ``DEVNULL``, ``STDOUT`` (stderr only), an fd or a file
     object, or None (inherit ours). ``cwd`` and ``env`` as for Popen.
     ``kill_grace``: seconds between SIGTERM and SIGKILL when :meth:`Process.aclose`
-    is cancelled. Raises ``OSError`` (e.g. ``FileNotFoundError``) if the
-    program cannot be started.
+    is cancelled. Other keyword arguments go to :class:`subprocess.Popen`
+    (``start_new_session``, ``pass_fds``, ``user``, ``umask``, ``shell``...);
+    options that would make the pipes carry text are refused. Raises
+    ``OSError`` (e.g. ``FileNotFoundError``) if the program cannot be started.
     """
     return cast(
         "Awaitable[Process]",
-        _open_process(cmd, stdin, stdout, stderr, cwd, env, kill_grace),
+        _open_process(cmd, stdin, stdout, stderr, cwd, env, kill_grace, popen_options),
     )
 
 
@@ -491,6 +517,7 @@ async def _run_process(
         cwd,
         env,
         kill_grace,
+        {},
     )
     out: list[bytes] = []
     err: list[bytes] = []
