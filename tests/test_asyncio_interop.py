@@ -471,3 +471,59 @@ def test_guest_uses_real_sockets_with_a_yieldloop_client():
         return await yieldloop.to_asyncio(yl)
 
     assert asyncio.run(main()) == b"cba"
+
+
+def test_a_failing_tick_ends_the_guest_run_with_its_error():
+    # A tick cannot run while another yieldloop run is active in the thread:
+    # the guest run ends with that error, and nothing is left open.
+    async def forever():
+        await yieldloop.sleep_forever()
+
+    async def host():
+        blocker = Kernel()
+        from yieldloop._kernel._state import local
+
+        task = asyncio.create_task(yieldloop.to_asyncio(forever))
+        await asyncio.sleep(0.01)
+        local.kernel = blocker  # as if a plain run were active here
+        try:
+            await asyncio.sleep(0.01)
+            [guest] = _hosts().values()
+            guest.tick()
+        finally:
+            local.kernel = None
+        with pytest.raises(RuntimeError, match="already active"):
+            await task
+
+    with no_leaks():
+        asyncio.run(host())
+
+
+def _hosts():
+    from yieldloop._interop._asyncio import _HOSTS
+
+    return dict(_HOSTS)
+
+
+def test_closing_the_awaiting_coroutine_closes_the_guest_run():
+    # The to_asyncio coroutine closed while it waits (as when its loop is
+    # abandoned): the guest run is closed too, its finally blocks run.
+    events = []
+
+    async def yl():
+        try:
+            await yieldloop.sleep_forever()
+        finally:
+            events.append("finally ran")
+
+    async def main():
+        coro = yieldloop.to_asyncio(yl)
+        step = coro.__await__()
+        step.send(None)  # started: now waiting for the run to finish
+        await asyncio.sleep(0.01)  # the guest runs meanwhile
+        assert events == []
+        coro.close()
+
+    with no_leaks():
+        asyncio.run(main())
+    assert events == ["finally ran"]

@@ -81,9 +81,9 @@ class _AsyncioHost:
         try:
             delay = self.kernel.guest_tick()
         except BaseException as exc:  # not the program's errors: the tick's own
-            self.stop()
-            self.done.set_exception(exc)
-            return
+            if self.kernel._guest_error is None:
+                self.kernel._guest_error = exc  # guest_finish raises it
+            delay = None
         if delay is None:
             self.stop()
             self.done.set_result(None)
@@ -135,8 +135,14 @@ async def to_asyncio(main: Any, *args: Any) -> Any:
                 if not host.done.done() and not kernel.closed:
                     kernel.call_soon_threadsafe(kernel.root_scope.cancel)
     finally:
-        if not host.done.done():  # this coroutine itself is being closed
+        if not host.done.done():
+            # This coroutine itself is being closed (its loop is going away):
+            # close what is left of the run, its finally blocks included.
             host.stop()
+            try:
+                kernel.guest_finish()
+            except BaseException:
+                pass  # already leaving with an exception of our own
     try:
         result = kernel.guest_finish()
     except Cancelled:
