@@ -1269,7 +1269,6 @@ def test_limiter_lowering_total_takes_effect_as_tokens_return():
 @pytest.mark.parametrize(
     ("total", "exc"),
     [
-        (0, ValueError),
         (-1, ValueError),
         (1.5, TypeError),
         ("x", TypeError),
@@ -1582,3 +1581,22 @@ def test_lock_many_waiters_cancel_one_in_the_middle_then_wake_first():
     mid = vrun(main)
     assert len(order) == N_WAITERS - 1
     assert order == [i for i in range(N_WAITERS) if i != mid]
+
+
+def test_limiter_with_zero_tokens_waits_until_raised():
+    async def main():
+        lim = CapacityLimiter(0)
+        got = []
+
+        async def borrower():
+            async with lim:
+                got.append(yl.current_time())
+
+        async with yl.TaskGroup() as tg:
+            tg.spawn(borrower)
+            await yl.sleep(1)
+            assert got == []
+            lim.total = 1
+        assert got == [1.0]
+
+    vrun(main)

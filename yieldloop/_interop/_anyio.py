@@ -41,7 +41,7 @@ from typing import IO, Any, Literal, Never, TypeVar
 
 import anyio
 from anyio import TaskInfo, abc
-from anyio._core._eventloop import claim_worker_thread, threadlocals
+from anyio._core._eventloop import claim_worker_thread, sniffio, threadlocals
 from anyio._core._synchronization import CapacityLimiter as BaseCapacityLimiter
 from anyio._core._synchronization import (
     CapacityLimiterStatistics,
@@ -55,22 +55,23 @@ from anyio._core._synchronization import Semaphore as BaseSemaphore
 from anyio._core._tasks import CancelScope as BaseCancelScope
 from anyio._core._tasks import TaskHandle
 from anyio.abc import AsyncBackend
+from anyio.abc._tasks import call_for_coroutine, get_coro_name
 
 from .._kernel._errors import BrokenResourceError as YLBroken
 from .._kernel._errors import Cancelled
 from .._kernel._errors import ClosedResourceError as YLClosed
-from .._kernel._errors import RunFinishedError as YLRunFinished
 from .._kernel._errors import WouldBlock as YLWouldBlock
 from .._kernel._kernel import Kernel, run
 from .._kernel._requests import checkpoint, sleep
 from .._kernel._scope import CancelScope as YLCancelScope
 from .._kernel._state import current_kernel, running_kernel
-from .._kernel._task import Task
+from .._kernel._task import Task, _TaskExtra
 from .._os import _threads
 from .._os._signals import open_signal_receiver
 from .._os._subprocess import Process as YLProcess
 from .._os._subprocess import open_process
 from .._structured._group import TaskGroup as YLTaskGroup
+from .._structured._group import TaskStatus as YLTaskStatus
 from .._sync._event import Event as YLEvent
 from .._sync._lock import CapacityLimiter as YLCapacityLimiter
 from .._sync._lock import Lock as YLLock
@@ -92,14 +93,13 @@ T_co = TypeVar("T_co", covariant=True)
 class CancelScope(BaseCancelScope):
     """anyio's cancel scope over a :class:`yieldloop.CancelScope`."""
 
-    __slots__ = ("_original", "_reason")
+    __slots__ = ("_original",)
 
     def __new__(cls, original: YLCancelScope | None = None, **kwargs: Any) -> CancelScope:
         return object.__new__(cls)
 
     def __init__(self, original: YLCancelScope | None = None, **kwargs: Any) -> None:
         self._original = original if original is not None else YLCancelScope(**kwargs)
-        self._reason: str | None = None
 
     def __enter__(self) -> CancelScope:
         self._original.__enter__()
@@ -114,9 +114,7 @@ class CancelScope(BaseCancelScope):
         return self._original.__exit__(exc_type, exc_val, exc_tb)
 
     def cancel(self, reason: str | None = None) -> None:
-        if self._reason is None:
-            self._reason = reason
-        self._original.cancel()
+        self._original.cancel(reason)
 
     @property
     def deadline(self) -> float:
@@ -149,8 +147,12 @@ class CancelScope(BaseCancelScope):
 class _TaskStatus(abc.TaskStatus[Any]):
     def __init__(self, original: Any) -> None:
         self._original = original
+        self._called = False
 
     def started(self, value: Any = None) -> None:
+        if self._called:
+            raise RuntimeError("called 'started' twice on the same task status")
+        self._called = True
         self._original.started(value)
 
 
@@ -199,7 +201,7 @@ class TaskGroup(abc.TaskGroup):
         if not isinstance(coro, Coroutine):
             raise TypeError(f"expected a coroutine, got {coro.__class__.__qualname__}")
         self._check_active(coro)
-        handle: TaskHandle[T_co, Never] = TaskHandle(coro, name)
+        handle: TaskHandle[T_co, Never] = TaskHandle(coro, get_coro_name(coro, name))
         if context is not None:
             context.run(self._group.spawn, handle._run_coro, name=handle.name)
         else:
@@ -218,22 +220,28 @@ class TaskGroup(abc.TaskGroup):
         box: list[TaskHandle[Any, Any]] = []
 
         async def run_with_status(*, task_status: Any) -> None:
-            coro = func(*args, task_status=_TaskStatus(task_status))
-            if not isinstance(coro, Coroutine):
-                raise TypeError(
-                    f"Expected {func!r} to return a coroutine, but the return value "
-                    f"({coro!r}) is not a coroutine object"
-                )
+            coro = call_for_coroutine(func, args, task_status=_TaskStatus(task_status))
             handle: TaskHandle[Any, Any] = TaskHandle(coro, final_name)
             box.append(handle)
             await handle._run_coro()
 
         value = await self._group.start(run_with_status, name=final_name)
         if return_handle:
+            if not box:  # it failed after started(), before it had a handle
+                await checkpoint()  # the group is cancelled by that error
+                raise RuntimeError(f"{final_name} failed right after it started")
             handle = box[0]
             handle._start_value = value
             return handle
         return value
+
+
+def _name_task(task: Task[Any], name: str) -> None:
+    extra = task._extra
+    if extra is None:
+        task._extra = _TaskExtra(name)
+    else:
+        extra.name = name
 
 
 def _callable_name(func: Any, name: object) -> str:
@@ -457,8 +465,8 @@ class CapacityLimiter(BaseCapacityLimiter):
 def _check_total_tokens(value: float) -> None:
     if not isinstance(value, int) and value != math.inf:
         raise TypeError("total_tokens must be an int or math.inf")
-    if value < 1:
-        raise ValueError("total_tokens must be >= 1")
+    if value < 0:
+        raise ValueError("total_tokens must be >= 0")
 
 
 def _current_task() -> Task[Any]:
@@ -610,10 +618,12 @@ class _SignalReceiver:
 
 class _TaskInfo(TaskInfo):
     def __init__(self, task: Task[Any]) -> None:
-        parent = getattr(task._owner, "_parent_task", None)
-        if parent is None:
-            status_group = getattr(task._owner, "_group", None)
-            parent = getattr(status_group, "_parent_task", None)
+        owner = task._owner
+        parent: Task[Any] | None
+        if isinstance(owner, YLTaskStatus):  # still starting: its parent is the starter
+            parent = owner._caller
+        else:
+            parent = getattr(owner, "_parent_task", None)
         super().__init__(id(task), id(parent) if parent is not None else None, task.name,
                          task._coro)
         self._task = task
@@ -763,25 +773,45 @@ def _token_kernel(token: object) -> Kernel:
 def _call_into_run(
     kernel: Kernel, fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool
 ) -> Any:
-    """From a thread that is not ``kernel``'s: run ``fn(*args)`` on the loop
-    (a coroutine function as a task of its own) and wait for the outcome."""
+    """From a thread that is not ``kernel``'s: run ``fn(*args)`` on the loop,
+    in (a copy of) this thread's context, and wait for the outcome. A
+    coroutine function runs as a task of its own (a system task: cancelling
+    the task that started this thread does not cancel it)."""
     if running_kernel() is kernel:
         raise RuntimeError("This function must be called from a worker thread, not the loop")
     future: Future[Any] = Future()
+    context = copy_context()
+    if sniffio is not None:
+        context.run(sniffio.current_async_library_cvar.set, "yieldloop")
+
+    # A call from a to_thread() worker of this run is cancelled with the
+    # task waiting for that thread (unless the thread was abandoned).
+    job = getattr(_threads._worker, "job", None)
+    if job is not None and job.kernel is not kernel:
+        job = None
+    scope = YLCancelScope()
 
     async def as_task() -> None:
         try:
-            future.set_result(await fn(*args))
+            with scope:
+                future.set_result(await fn(*args))
+            if scope.cancelled_caught and not future.done():
+                future.set_exception(Cancelled())
         except BaseException as exc:
             future.set_exception(exc)
+        finally:
+            if job is not None:
+                job.unwatch_call(scope)
 
     def on_loop() -> None:
         if is_async:
-            kernel.spawn(as_task(), getattr(fn, "__qualname__", None) or repr(fn),
-                         kernel._system_owner, kernel.root_scope)
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+            if job is not None:
+                job.watch_call(scope)
+            context.run(kernel.spawn, as_task(), name, kernel._system_owner, kernel.root_scope)
         else:
             try:
-                future.set_result(fn(*args))
+                future.set_result(context.run(fn, *args))
             except BaseException as exc:
                 future.set_exception(exc)
 
@@ -808,7 +838,10 @@ class YieldloopBackend(AsyncBackend):
         kwargs: dict[str, Any],
         options: dict[str, Any],
     ) -> T:
+        name = _callable_name(func, None)
+
         async def main() -> T:
+            _name_task(_current_task(), name)
             return await func(*args, **kwargs)
 
         result: T = run(main, **options)
@@ -896,8 +929,15 @@ class YieldloopBackend(AsyncBackend):
         token = current_kernel()
 
         def wrapper() -> T:
+            # No async library runs in a worker thread: sniffio says so.
+            if sniffio is not None:
+                sniffio.current_async_library_cvar.set(None)
             with claim_worker_thread(YieldloopBackend, token):
-                return func(*args)
+                try:
+                    return func(*args)
+                except StopIteration as exc:
+                    # (it cannot travel through the coroutine that waits)
+                    raise RuntimeError("coroutine raised StopIteration") from exc
 
         original = None
         if limiter is not None:
@@ -922,15 +962,7 @@ class YieldloopBackend(AsyncBackend):
         args: tuple[Any, ...],
         token: object,
     ) -> T_co:
-        kernel = _token_kernel(token)
-        job = getattr(_threads._worker, "job", None)
-        if job is not None and job.kernel is kernel and job.state == _threads._WAITING:
-            try:
-                result: T_co = _threads.from_thread_run(func, *args)
-            except YLRunFinished:
-                raise anyio.RunFinishedError from None
-            return result
-        result = _call_into_run(kernel, func, args, True)
+        result: T_co = _call_into_run(_token_kernel(token), func, args, True)
         return result
 
     @classmethod
@@ -940,14 +972,7 @@ class YieldloopBackend(AsyncBackend):
         args: tuple[Any, ...],
         token: object,
     ) -> T:
-        kernel = _token_kernel(token)
-        job = getattr(_threads._worker, "job", None)
-        if job is not None and job.kernel is kernel and job.state == _threads._WAITING:
-            try:
-                return _threads.from_thread_run_sync(func, *args)
-            except YLRunFinished:
-                raise anyio.RunFinishedError from None
-        result: T = _call_into_run(kernel, func, args, False)
+        result: T = _call_into_run(_token_kernel(token), func, args, False)
         return result
 
     @classmethod
@@ -988,8 +1013,10 @@ class YieldloopBackend(AsyncBackend):
             for process in workers:
                 if isinstance(process, Process):
                     process._process._popen.wait()
+                    kernel.untrack_resource(process._process)
 
-        current_kernel().call_at_close(kill_workers)
+        kernel = current_kernel()
+        kernel.call_at_close(kill_workers)
 
     # ---- networking: see _anyio_net
     @classmethod

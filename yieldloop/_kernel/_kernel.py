@@ -62,7 +62,7 @@ from ._errors import Cancelled, ClosedResourceError, Deadlock, TooManySteps
 from ._instruments import HOOKS, Instrument
 from ._monitor import Monitor
 from ._scheduler import Scheduler
-from ._scope import CancelScope, detach_task, make_root_scope
+from ._scope import CancelScope, cancelled_error, detach_task, make_root_scope
 from ._state import enter_thread, leave_thread, local
 from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
 from ._trace import TraceRecorder
@@ -396,7 +396,7 @@ class Kernel:
             task._abort = None
             task._wait_info = None
             task._next = task._throw
-            task._val = Cancelled()
+            task._val = cancelled_error(task)
             self.ready.append(task)
         else:
             task._abort = fn
@@ -493,7 +493,7 @@ class Kernel:
 
     def _cancel_now(self, task: Task[Any]) -> None:
         task._next = task._throw
-        task._val = Cancelled()
+        task._val = cancelled_error(task)
         self.ready.append(task)
 
     def _req_checkpoint(self, task: Task[Any], req: Any) -> None:

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import Cancelled
-from ._state import current_kernel
+from ._state import current_kernel, running_kernel
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -64,6 +64,7 @@ class CancelScope:
         "_timer_seq",
         "_state",
         "_deadline_hit",
+        "_reason",
         "__weakref__",
     )
 
@@ -86,6 +87,7 @@ class CancelScope:
         self._timer_seq = 0
         self._state = 0
         self._deadline_hit = False
+        self._reason: str | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -121,10 +123,17 @@ class CancelScope:
         """True once :meth:`cancel` was called or the deadline passed."""
         return self._cancel_called
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str | None = None) -> None:
         """Cancel the scope: every checkpoint inside it raises :class:`Cancelled`
         from now on. Safe to call many times, before or after entering, and
-        from any task of the same run."""
+        from any task of the same run. ``reason`` (the first one given) is
+        part of the message of the :class:`Cancelled` exceptions."""
+        if reason is not None and self._reason is None:
+            if not isinstance(reason, str):
+                raise TypeError(f"reason must be a str or None, got {reason!r}")
+            kernel = running_kernel()
+            task = kernel.current_task if kernel is not None else None
+            self._reason = reason if task is None else f"{reason} (by task {task.name!r})"
         if self._cancel_called:
             return
         self._cancel_called = True
@@ -198,7 +207,15 @@ class CancelScope:
                 self.cancelled_caught = True
                 if rest is None:
                     return True
-                raise rest from exc.__cause__
+                # split() copied the group's __cause__, __context__ and
+                # __suppress_context__ to ``rest``; raising it here would set
+                # its __context__ to the group itself, so put that back.
+                context = rest.__context__
+                try:
+                    raise rest
+                finally:
+                    rest.__context__ = context
+                    del context, rest
         return False
 
     def __repr__(self) -> str:
@@ -242,6 +259,24 @@ class CancelScope:
         self._timer_seq = 0
         self._deadline_hit = True
         self.cancel()
+
+
+def cancelled_error(task: Task[Any]) -> Cancelled:
+    """The :class:`Cancelled` to raise in ``task``, saying why: the reason
+    given to the innermost cancelled scope it can see, or that the scope's
+    deadline passed."""
+    scope: CancelScope | None = task._scope
+    while scope is not None:
+        if scope._cancel_called:
+            if scope._reason is not None:
+                return Cancelled(f"cancelled: {scope._reason}")
+            if scope._deadline_hit:
+                return Cancelled("cancelled: a cancel scope's deadline was exceeded")
+            return Cancelled()
+        if scope._shield:
+            break
+        scope = scope._parent
+    return Cancelled()
 
 
 def _check_deadline(deadline: float) -> None:

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from .._kernel._errors import Cancelled, RunFinishedError
 from .._kernel._kernel import Kernel, coerce_coroutine
 from .._kernel._requests import Awaitable
+from .._kernel._scope import CancelScope
 from .._kernel._state import current_kernel, running_kernel
 from .._sync._lock import CapacityLimiter
 
@@ -258,6 +259,7 @@ class _Job:
     __slots__ = (
         "abandon",
         "args",
+        "calls",
         "context",
         "fn",
         "kernel",
@@ -285,6 +287,10 @@ class _Job:
         self.context: Context = copy_context()
         self.state = _WAITING
         self.worker: _Worker | None = None
+        #: Cancel scopes of calls this job's thread made into the loop as
+        #: tasks of their own (see watch_call): cancelled with the job's task
+        #: unless the job is abandoned.
+        self.calls: set[CancelScope] | None = None
 
     def __repr__(self) -> str:
         return f"<to_thread job {_describe(self.fn)} for {self.task.name!r}>"
@@ -310,7 +316,25 @@ class _Job:
 
     # ------------------------------------------------------ loop thread only
 
+    def watch_call(self, scope: CancelScope) -> None:
+        """(Loop thread) ``scope`` wraps a call this job's thread made into
+        the loop: cancel it if the job's task is cancelled (and the job is
+        not abandoned); :meth:`unwatch_call` when the call is over."""
+        if self.state == _WAITING and self.task._scope._eff:
+            scope.cancel()
+        if self.calls is None:
+            self.calls = set()
+        self.calls.add(scope)
+
+    def unwatch_call(self, scope: CancelScope) -> None:
+        """(Loop thread) the call ``scope`` wrapped is over."""
+        if self.calls is not None:
+            self.calls.discard(scope)
+
     def abort(self, task: Task[Any]) -> bool:
+        if not self.abandon and self.calls:
+            for scope in list(self.calls):
+                scope.cancel()
         if self.abandon:
             self.state = _ABANDONED
             worker = self.worker

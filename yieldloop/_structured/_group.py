@@ -97,6 +97,12 @@ class TaskGroup:
             # scope), and _abort_wait keeps us waiting for them: a group never
             # abandons its tasks. The Cancelled comes after, below.
             await park(self._abort_wait, self)
+        elif exc is None and not self._errors:
+            # A group that never had to wait still lets the others run once
+            # (a schedule point, not a cancellation point, as in trio).
+            await _reschedule()
+            self._state = 2
+            return self.cancel_scope.__exit__(None, None, None)
         self._state = 2
         errors = self._errors
         if not errors:
@@ -111,6 +117,8 @@ class TaskGroup:
             err: BaseException = errors[0]
         else:
             err = BaseExceptionGroup(_describe(errors), errors)
+            # The body's own error is one of the group's: not its context too.
+            err.__suppress_context__ = True
         self.cancel_scope.__exit__(type(err), err, err.__traceback__)
         if err is exc:
             return False
@@ -118,6 +126,14 @@ class TaskGroup:
 
     def _abort_wait(self, task: Task[Any]) -> bool:
         return False
+
+    def _start_ended(self) -> None:
+        # A start() whose task exited before started(): no longer a child.
+        self._nchildren -= 1
+        if not self._nchildren and self._waiting:
+            self._waiting = False
+            assert self._kernel is not None and self._parent_task is not None
+            self._kernel.reschedule(self._parent_task)
 
     def _child_done(self, task: Task[Any]) -> None:
         self._nchildren -= 1
@@ -198,11 +214,19 @@ class TaskGroup:
             raise TypeError(f"start() needs an async function, got {fn!r}")
         coro = coerce_coroutine(fn(*args, task_status=status), (), "start")
         status._task = kernel.spawn(coro, name, status, caller._scope)
+        # A pending start counts as a child: the group waits for it before
+        # it closes, so started() always finds it open.
+        self._nchildren += 1
         return (yield from park(status._abort, status))
 
     def __repr__(self) -> str:
         state = ("new", "open", "closed")[self._state]
         return f"<TaskGroup {state}, {self._nchildren} running>"
+
+
+@types.coroutine
+def _reschedule() -> Generator[Any, Any, None]:
+    yield ("reschedule",)
 
 
 def _describe(errors: list[BaseException]) -> str:
@@ -235,8 +259,7 @@ class TaskStatus(Generic[T]):
         assert task is not None
         self._state = 1
         reparent_task(task, group.cancel_scope)
-        task._owner = group
-        group._nchildren += 1
+        task._owner = group  # (counted in group._nchildren since start())
         self._kernel.reschedule(self._caller, value)
 
     def _abort(self, caller: Task[Any]) -> bool:
@@ -249,11 +272,12 @@ class TaskStatus(Generic[T]):
         exc = task._exc
         if exc is None:
             exc = RuntimeError(
-                f"task {task.name!r} exited without calling task_status.started()"
+                f"child exited without calling task_status.started() (task {task.name!r})"
             )
         elif isinstance(exc, Cancelled):
             exc = Cancelled()
         self._kernel.reschedule_throw(self._caller, exc)
+        self._group._start_ended()
 
     def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
         # The ("spawn", ...) request from a task that is still starting

@@ -378,7 +378,8 @@ class CapacityLimiter(_AsyncContext, Bound):
 
     @property
     def total(self) -> float:
-        """The number of tokens (an int >= 1, or ``math.inf``). Settable:
+        """The number of tokens (an int >= 0, or ``math.inf``; with 0, every
+        acquire waits until it is raised). Settable:
         raising it wakes waiters at once; lowering it takes effect as tokens
         are returned."""
         return self._total
@@ -499,6 +500,6 @@ def _check_total(total: float) -> float:
         isinstance(total, int) or (isinstance(total, float) and total == math.inf)
     ):
         raise TypeError(f"total must be an int or math.inf, got {total!r}")
-    if total < 1:
-        raise ValueError(f"total must be >= 1, got {total!r}")
+    if total < 0:
+        raise ValueError(f"total must be >= 0, got {total!r}")
     return total
