@@ -1340,3 +1340,117 @@ def test_parked_task_can_be_rescheduled_by_sibling():
         return t.result(), current_time()
 
     assert vrun(main) == ("woken", 1.0)
+
+
+# ---- semantics shared with trio (anyio's test suite checks them too)
+
+
+def _vrun(main):
+    return yl.run(main, clock=VirtualClock())
+
+
+def test_cancel_reason_and_deadline_are_in_the_message():
+    async def main():
+        with yl.CancelScope() as scope:
+            scope.cancel("shutting down")
+            msg = r"^cancelled: shutting down \(by task .*main.\)$"
+            with pytest.raises(yl.Cancelled, match=msg):
+                await yl.checkpoint()
+        with pytest.raises(TypeError):
+            scope.cancel(42)
+        with yl.move_on_after(1):
+            with pytest.raises(yl.Cancelled, match="deadline was exceeded"):
+                await yl.sleep(5)
+        with yl.CancelScope() as plain:
+            plain.cancel()
+            with pytest.raises(yl.Cancelled, match="^Cancelled$"):
+                await yl.checkpoint()
+
+    _vrun(main)
+
+
+def test_an_empty_group_is_a_schedule_point_not_a_cancellation_point():
+    ran = []
+
+    async def other():
+        ran.append("other")
+
+    async def main():
+        async with yl.TaskGroup() as outer:
+            outer.spawn(other)
+            async with yl.TaskGroup():
+                pass
+            assert ran == ["other"]  # the empty group let it run
+            with yl.CancelScope() as scope:
+                scope.cancel()
+                async with yl.TaskGroup():
+                    pass  # no Cancelled here...
+                ran.append("after the empty group")
+                await yl.checkpoint()  # ...but here
+            assert scope.cancelled_caught
+
+    _vrun(main)
+    assert ran == ["other", "after the empty group"]
+
+
+def test_a_pending_start_keeps_its_group_open():
+    # The group's body ends while a task is still starting into it: the
+    # group waits, started() succeeds, and the task then belongs to it.
+    async def starting(task_status):
+        await yl.sleep(1)
+        task_status.started("ready")
+        await yl.sleep(1)
+        return "finished"
+
+    async def main():
+        results = []
+        async with yl.TaskGroup() as outer:
+            async with yl.TaskGroup() as inner:
+                async def starter():
+                    results.append(await inner.start(starting))
+
+                outer.spawn(starter)
+                await yl.checkpoint()  # the start() is pending now
+            # inner waited for the started task to finish
+            results.append(yl.current_time())
+        return results
+
+    assert _vrun(main) == ["ready", 2.0]
+
+
+def test_a_groups_error_group_does_not_repeat_the_body_error_as_context():
+    async def fail():
+        raise KeyError("child")
+
+    async def main():
+        with pytest.raises(ExceptionGroup) as info:
+            async with yl.TaskGroup() as tg:
+                tg.spawn(fail)
+                raise ValueError("body")
+        assert info.value.__suppress_context__
+        assert {type(e) for e in info.value.exceptions} == {KeyError, ValueError}
+
+    _vrun(main)
+
+
+def test_a_filtered_group_keeps_its_context():
+    body = RuntimeError("body")
+
+    async def main():
+        with pytest.raises(ExceptionGroup) as info:
+            with yl.CancelScope() as scope:
+                scope.cancel()
+                try:
+                    raise body
+                except RuntimeError as exc:
+                    errors = [exc]
+                    try:
+                        await yl.checkpoint()
+                    except yl.Cancelled as cancelled:
+                        errors.append(cancelled)
+                    group = BaseExceptionGroup("both", errors)
+                    raise group
+        assert info.value.exceptions == (body,)
+        assert info.value.__context__ is body
+
+    _vrun(main)

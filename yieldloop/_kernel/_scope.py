@@ -128,9 +128,9 @@ class CancelScope:
         from now on. Safe to call many times, before or after entering, and
         from any task of the same run. ``reason`` (the first one given) is
         part of the message of the :class:`Cancelled` exceptions."""
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError(f"reason must be a str or None, got {reason!r}")
         if reason is not None and self._reason is None:
-            if not isinstance(reason, str):
-                raise TypeError(f"reason must be a str or None, got {reason!r}")
             kernel = running_kernel()
             task = kernel.current_task if kernel is not None else None
             self._reason = reason if task is None else f"{reason} (by task {task.name!r})"
