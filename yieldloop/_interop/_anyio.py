@@ -144,16 +144,34 @@ class CancelScope(BaseCancelScope):
 # ============================================================= task groups
 
 
+_NOT_STARTED = object()
+
+
 class _TaskStatus(abc.TaskStatus[Any]):
+    """anyio's task status. ``started()`` called while the function is
+    still making its coroutine (a plain function returning one) is held
+    until the coroutine exists, so errors there reach ``start()``'s caller."""
+
     def __init__(self, original: Any) -> None:
         self._original = original
+        self._early: Any = _NOT_STARTED
+        self._linked = False
         self._called = False
 
     def started(self, value: Any = None) -> None:
         if self._called:
             raise RuntimeError("called 'started' twice on the same task status")
         self._called = True
-        self._original.started(value)
+        if self._linked:
+            self._original.started(value)
+        else:
+            self._early = value
+
+    def link(self) -> None:
+        self._linked = True
+        if self._early is not _NOT_STARTED:
+            value, self._early = self._early, _NOT_STARTED
+            self._original.started(value)
 
 
 class TaskGroup(abc.TaskGroup):
@@ -220,9 +238,11 @@ class TaskGroup(abc.TaskGroup):
         box: list[TaskHandle[Any, Any]] = []
 
         async def run_with_status(*, task_status: Any) -> None:
-            coro = call_for_coroutine(func, args, task_status=_TaskStatus(task_status))
+            status = _TaskStatus(task_status)
+            coro = call_for_coroutine(func, args, task_status=status)
             handle: TaskHandle[Any, Any] = TaskHandle(coro, final_name)
             box.append(handle)
+            status.link()
             await handle._run_coro()
 
         value = await self._group.start(run_with_status, name=final_name)
