@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: makes .venv (if needed), installs the test
-# dependencies into it, then runs ruff, mypy --strict and pytest (warnings are
-# errors). Usage: bash scripts/test.sh [extra pytest args]
+# dependencies into it, then runs ruff, mypy --strict, the docs build
+# (scripts/docs.sh) and pytest (warnings are errors).
+# Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -13,6 +14,8 @@ echo "== ruff"
 .venv/bin/ruff check yieldloop tests benchmarks examples
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== docs (sphinx, warnings are errors)"
+bash scripts/docs.sh -q
 # Headless Chromium renders the HTML timeline in tests/test_timeline.py
 # (that test is skipped without it). Install it when missing and possible.
 if ! command -v chromium >/dev/null 2>&1; then
