@@ -6,8 +6,9 @@ scopes can all find the running kernel without importing each other in a cycle.
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._kernel import Kernel
@@ -21,37 +22,34 @@ class _Local(threading.local):
 
 local = _Local()
 
-#: sniffio's thread-local (``sniffio.thread_local``) once looked up; False
-#: when sniffio is not installed. Libraries that support several runtimes
-#: (anyio, httpx...) ask sniffio which one is running.
-_sniffio_local: Any = None
-
 
 def enter_thread(kernel: Kernel) -> str | None:
-    """Make ``kernel`` the one running in this thread (and tell sniffio that
-    ``"yieldloop"`` runs); returns what to hand to :func:`leave_thread`."""
-    global _sniffio_local
+    """Make ``kernel`` the one running in this thread (and tell sniffio, if
+    it is imported, that ``"yieldloop"`` runs: libraries that support several
+    runtimes, such as anyio, ask it); returns what to hand to
+    :func:`leave_thread`. sniffio is not imported here: a library that asks
+    it has imported it already (anyio does, at import)."""
     local.kernel = kernel
-    tl = _sniffio_local
-    if tl is None:
-        try:
-            import sniffio
-        except ImportError:
-            tl = _sniffio_local = False
-        else:
-            tl = _sniffio_local = sniffio.thread_local
-    if tl is False:
-        return None
+    sniffio = sys.modules.get("sniffio")
+    if sniffio is None:
+        return _NO_SNIFFIO
+    tl = sniffio.thread_local
     old: str | None = tl.name
     tl.name = "yieldloop"
     return old
 
 
+#: What enter_thread returns when sniffio was not imported.
+_NO_SNIFFIO = "\0no sniffio"
+
+
 def leave_thread(token: str | None) -> None:
     """Undo :func:`enter_thread`."""
     local.kernel = None
-    if _sniffio_local:
-        _sniffio_local.name = token
+    if token != _NO_SNIFFIO:
+        sniffio = sys.modules.get("sniffio")
+        if sniffio is not None:
+            sniffio.thread_local.name = token
 
 
 def current_kernel() -> Kernel:
