@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import select
-import socket
 import weakref
 from collections import deque
 from collections.abc import (
@@ -1038,103 +1037,25 @@ class YieldloopBackend(AsyncBackend):
         kernel = current_kernel()
         kernel.call_at_close(kill_workers)
 
-    # ---- networking: see _anyio_net
-    @classmethod
-    async def connect_tcp(
-        cls, host: str, port: int, local_address: Any = None
-    ) -> abc.SocketStream:
-        return await net.connect_tcp(host, port, local_address)
-
-    @classmethod
-    async def connect_unix(
-        cls,
-        path: str | bytes,
-        kind: Literal[socket.SocketKind.SOCK_STREAM, socket.SocketKind.SOCK_SEQPACKET] = (
-            socket.SOCK_STREAM
-        ),
-    ) -> abc.UNIXSocketStream:
-        return await net.connect_unix(path, kind)
-
-    @classmethod
-    def create_tcp_listener(cls, sock: Any) -> abc.SocketListener:
-        return net.create_tcp_listener(sock)
-
-    @classmethod
-    def create_unix_listener(cls, sock: Any) -> abc.SocketListener:
-        return net.create_unix_listener(sock)
-
-    @classmethod
-    async def create_udp_socket(
-        cls, family: Any, local_address: Any, remote_address: Any, reuse_port: bool
-    ) -> abc.UDPSocket | abc.ConnectedUDPSocket:
-        return await net.create_udp_socket(family, local_address, remote_address, reuse_port)
-
-    @classmethod
-    async def create_unix_datagram_socket(  # type: ignore[override]
-        cls, raw_socket: socket.socket, remote_path: str | bytes | None
-    ) -> abc.UNIXDatagramSocket | abc.ConnectedUNIXDatagramSocket:
-        return await net.create_unix_datagram_socket(raw_socket, remote_path)
-
-    @classmethod
-    async def getaddrinfo(
-        cls,
-        host: bytes | str | None,
-        port: str | int | None,
-        *,
-        family: int = 0,
-        type: int = 0,
-        proto: int = 0,
-        flags: int = 0,
-    ) -> Any:
-        return await net.getaddrinfo(
-            host, port, family=family, type=type, proto=proto, flags=flags
-        )
-
-    @classmethod
-    async def getnameinfo(cls, sockaddr: Any, flags: int = 0) -> tuple[str, str]:
-        return await net.getnameinfo(sockaddr, flags)
-
-    @classmethod
-    async def wait_readable(cls, obj: Any) -> None:
-        await net.wait_readable(obj)
-
-    @classmethod
-    async def wait_writable(cls, obj: Any) -> None:
-        await net.wait_writable(obj)
-
-    @classmethod
-    def notify_closing(cls, obj: Any) -> None:
-        net.notify_closing(obj)
-
-    @classmethod
-    async def wrap_listener_socket(cls, sock: Any) -> abc.SocketListener:
-        return await net.wrap_listener_socket(sock)
-
-    @classmethod
-    async def wrap_stream_socket(cls, sock: Any) -> abc.SocketStream:
-        return await net.wrap_stream_socket(sock)
-
-    @classmethod
-    async def wrap_unix_stream_socket(cls, sock: Any) -> abc.UNIXSocketStream:
-        return await net.wrap_unix_stream_socket(sock)
-
-    @classmethod
-    async def wrap_udp_socket(cls, sock: Any) -> abc.UDPSocket:
-        return await net.wrap_udp_socket(sock)
-
-    @classmethod
-    async def wrap_connected_udp_socket(cls, sock: Any) -> abc.ConnectedUDPSocket:
-        return await net.wrap_connected_udp_socket(sock)
-
-    @classmethod
-    async def wrap_unix_datagram_socket(cls, sock: Any) -> abc.UNIXDatagramSocket:
-        return await net.wrap_unix_datagram_socket(sock)
-
-    @classmethod
-    async def wrap_connected_unix_datagram_socket(
-        cls, sock: Any
-    ) -> abc.ConnectedUNIXDatagramSocket:
-        return await net.wrap_connected_unix_datagram_socket(sock)
+    # ---- networking: the functions of _anyio_net, with the same parameters
+    connect_tcp = staticmethod(net.connect_tcp)
+    connect_unix = staticmethod(net.connect_unix)
+    create_tcp_listener = staticmethod(net.create_tcp_listener)
+    create_unix_listener = staticmethod(net.create_unix_listener)
+    create_udp_socket = staticmethod(net.create_udp_socket)
+    create_unix_datagram_socket = staticmethod(net.create_unix_datagram_socket)  # type: ignore[assignment]
+    getaddrinfo = staticmethod(net.getaddrinfo)
+    getnameinfo = staticmethod(net.getnameinfo)
+    wait_readable = staticmethod(net.wait_readable)
+    wait_writable = staticmethod(net.wait_writable)
+    notify_closing = staticmethod(net.notify_closing)
+    wrap_listener_socket = staticmethod(net.wrap_listener_socket)
+    wrap_stream_socket = staticmethod(net.wrap_stream_socket)
+    wrap_unix_stream_socket = staticmethod(net.wrap_unix_stream_socket)
+    wrap_udp_socket = staticmethod(net.wrap_udp_socket)
+    wrap_connected_udp_socket = staticmethod(net.wrap_connected_udp_socket)
+    wrap_unix_datagram_socket = staticmethod(net.wrap_unix_datagram_socket)
+    wrap_connected_unix_datagram_socket = staticmethod(net.wrap_connected_unix_datagram_socket)
 
     # ---- the rest
     @classmethod
