@@ -280,7 +280,7 @@ def test_already_cancelled_submits_nothing(
     assert not marker.exists()
 
 
-def test_cancel_while_running_waits_then_raises(
+def test_cancel_while_running_waits_then_returns(
     pool: concurrent.futures.ThreadPoolExecutor,
 ) -> None:
     started = threading.Event()
@@ -301,8 +301,9 @@ def test_cancel_while_running_waits_then_raises(
 
             async def waiter() -> None:
                 with scope:
-                    await run_in_executor(pool, blocked)
-                    log.append("returned")  # not reached: the result is dropped
+                    log.append(await run_in_executor(pool, blocked))  # not lost
+                    await yieldloop.checkpoint()  # Cancelled comes here
+                    log.append("not reached")
                 log.append(f"scope exited, caught={scope.cancelled_caught}")
 
             tg.spawn(waiter)
@@ -317,7 +318,7 @@ def test_cancel_while_running_waits_then_raises(
         assert finished == ["fn"]
 
     yieldloop.run(main)
-    assert log == ["scope exited, caught=True"]
+    assert log == ["result", "scope exited, caught=True"]
 
 
 def test_cancel_while_running_keeps_the_exception(
@@ -636,7 +637,9 @@ def test_process_pool_cancel_before_start_and_while_running(
 
                 async def running_call() -> None:
                     with running_scope:
+                        # the result comes back; Cancelled at the next checkpoint
                         outcome["running"] = await run_in_executor(ex, wait_for_gate, 5)
+                        await yieldloop.checkpoint()
                     outcome["running_caught"] = running_scope.cancelled_caught
 
                 tg.spawn(running_call)
@@ -666,7 +669,7 @@ def test_process_pool_cancel_before_start_and_while_running(
                 assert [f.result(WAIT) for f in fillers] == [0, 1]
 
         yieldloop.run(main)
-        assert outcome == {"queued_caught": True, "running_caught": True}
+        assert outcome == {"queued_caught": True, "running": 5, "running_caught": True}
     assert not marker.exists()
 
 

@@ -444,7 +444,7 @@ def test_wrap_file_bad_input(tmp_path: pathlib.Path) -> None:
 # ------------------------------------------------------------ cancellation
 
 
-def test_cancelled_read_waits_for_the_thread_then_raises() -> None:
+def test_cancelled_read_waits_for_the_thread_and_keeps_the_data() -> None:
     r, w = os.pipe()
     try:
 
@@ -457,8 +457,9 @@ def test_cancelled_read_waits_for_the_thread_then_raises() -> None:
             async def reader() -> None:
                 with scope:
                     reading.set()
-                    await f.read(100)
-                    log.append("read returned")  # not reached: the data is dropped
+                    log.append(await f.read(100))  # the data is not lost...
+                    await yieldloop.checkpoint()  # ...and Cancelled comes here
+                    log.append("not reached")
                 log.append(f"caught={scope.cancelled_caught}")
 
             async with TaskGroup() as tg:
@@ -475,14 +476,14 @@ def test_cancelled_read_waits_for_the_thread_then_raises() -> None:
             return log, after
 
         log, after = run(main)
-        assert log == ["caught=True"]
-        assert after == b"next"  # the first read consumed b"lost"
+        assert log == [b"lost", "caught=True"]
+        assert after == b"next"
     finally:
         os.close(r)
         os.close(w)
 
 
-def test_cancelled_write_waits_for_the_thread_then_raises() -> None:
+def test_cancelled_write_waits_for_the_thread_then_cancels() -> None:
     r, w = os.pipe()
     data = os.urandom(1024 * 1024)  # far more than a pipe holds: the write blocks
     try:
@@ -496,8 +497,9 @@ def test_cancelled_write_waits_for_the_thread_then_raises() -> None:
             async def writer() -> None:
                 with scope:
                     writing.set()
-                    await f.write(data)
-                    log.append("write returned")
+                    log.append(f"wrote {await f.write(data)}")
+                    await yieldloop.checkpoint()
+                    log.append("not reached")
                 log.append(f"caught={scope.cancelled_caught}")
 
             def drain() -> int:
@@ -518,7 +520,7 @@ def test_cancelled_write_waits_for_the_thread_then_raises() -> None:
             return log, drained
 
         log, drained = run(main)
-        assert log == ["caught=True"]
+        assert log == [f"wrote {len(data)}", "caught=True"]
         assert drained == len(data)  # it was all written before Cancelled came
     finally:
         os.close(r)

@@ -146,12 +146,14 @@ def test_cancel_waits_for_thread_by_default() -> None:
 
         async def caller() -> None:
             with scope:
+                # The thread's result comes back (we only get it after the
+                # thread finished); the Cancelled at the next checkpoint.
+                order.append(await to_thread(work))
+                assert finished.is_set()
                 try:
-                    await to_thread(work)
+                    await yieldloop.checkpoint()
                 except Cancelled:
                     order.append("cancelled")
-                    # we only get here after the thread finished
-                    assert finished.is_set()
                     raise
                 pytest.fail("not cancelled")  # pragma: no cover
             assert scope.cancelled_caught
@@ -163,7 +165,7 @@ def test_cancel_waits_for_thread_by_default() -> None:
             await yieldloop.sleep(0.05)
             assert order == []  # still waiting for the thread
             release.set()
-        assert order == ["cancelled"]
+        assert order == ["result", "cancelled"]
 
     yieldloop.run(main)
 

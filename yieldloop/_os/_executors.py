@@ -16,8 +16,8 @@ Cancellation, while the task waits:
   :class:`~yieldloop.Cancelled` is raised at once.
 * If the call is already running it cannot be stopped. By default
   (``abandon_on_cancel=False``) the task keeps waiting until it is done; then
-  its result is thrown away and ``Cancelled`` is raised (an exception it
-  raised is raised instead, so it is never lost), as :func:`to_thread` does.
+  its result is returned (or its exception raised), so nothing is lost, and
+  ``Cancelled`` comes at the task's next checkpoint, as with :func:`to_thread`.
 * With ``abandon_on_cancel=True`` ``Cancelled`` is raised at once and the
   call is left to finish on its own; its outcome is discarded.
 
@@ -32,7 +32,6 @@ import types
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from .._kernel._errors import Cancelled
 from .._kernel._kernel import CHECKPOINT
 from .._kernel._requests import Awaitable
 from .._kernel._state import current_kernel
@@ -166,8 +165,8 @@ def _run_in_executor(
             raise exc
         finally:
             del exc, future
-    if task._scope._eff:
-        raise Cancelled()  # the call ran to the end; its result is dropped
+    # Cancelled while the call ran to its end: its result is still returned
+    # (as to_thread does); Cancelled comes at the next checkpoint.
     return future.result(timeout=0)
 
 

@@ -10,13 +10,13 @@ Attributes that never block (``name``, ``mode``, ``closed``, ``fileno()``...)
 are read from the file directly.
 
 Cancellation: once a thread is running an operation it cannot be stopped, so a
-cancelled read or write waits for it to finish, then raises
-:class:`~yieldloop.Cancelled` (what it read is lost; what it wrote is in the
-file: the file position always matches what happened). An operation cancelled
-before its thread starts (while waiting for a thread-limiter token) does
-nothing. :meth:`AsyncFile.aclose` closes the file even when cancelled.
-:func:`open_file` cancelled while its thread opens the file closes the file
-again before ``Cancelled`` propagates.
+cancelled read or write waits for it to finish and returns its result (what
+was read is not lost, and the file position matches what happened);
+:class:`~yieldloop.Cancelled` comes at the task's next checkpoint. An
+operation cancelled before its thread starts (while waiting for a
+thread-limiter token) does nothing. :meth:`AsyncFile.aclose` closes the file
+even when cancelled. :func:`open_file` cancelled while its thread opens the
+file closes the file again and raises ``Cancelled``.
 
 Like the file object it wraps, an ``AsyncFile`` is not meant for use by two
 tasks at once: start one operation only after the previous one is done.
@@ -299,8 +299,10 @@ def _open_file(
 
     try:
         f = yield from to_thread(do_open)
+        # Cancelled while the thread opened the file? Then this raises, and
+        # the file nobody will get is closed again.
+        yield CHECKPOINT
     except BaseException:
-        # Cancelled after the thread had opened the file: close it again.
         for leftover in opened:
             leftover.close()
         raise

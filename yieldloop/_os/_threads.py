@@ -30,8 +30,9 @@ cancels what its thread asked the loop to do, as in trio.
 Cancellation of ``to_thread``:
 
 * ``abandon_on_cancel=False`` (the default): the thread cannot be stopped, so
-  the task keeps waiting for it; when it finishes its result is thrown away
-  (an exception it raised is kept) and :class:`~yieldloop.Cancelled` is raised.
+  the task keeps waiting for it; when it finishes, its result is returned (or
+  its exception raised) and :class:`~yieldloop.Cancelled` comes at the task's
+  next checkpoint, as in trio: what the thread made is never lost.
 * ``abandon_on_cancel=True``: the task raises ``Cancelled`` at once and the
   thread is left to finish on its own; its result is discarded, its limiter
   token is returned when it finishes. The thread goes back to the pool only
@@ -344,7 +345,7 @@ class _Job:
                     worker.thread, f"a to_thread({_describe(self.fn)}) thread (abandoned)"
                 )
             return True
-        return False  # keep waiting for the thread; to_thread raises Cancelled then
+        return False  # keep waiting for the thread (Cancelled comes after it)
 
     def deliver(self, outcome: _Outcome) -> None:
         if self.state == _WAITING:
@@ -457,8 +458,10 @@ def _to_thread(
             raise value
         finally:
             del value
-    if task._scope._eff:
-        raise Cancelled()
+    # Cancelled while the thread ran (and not abandoned): the call still
+    # returns what the thread made (data read, a file or a connection
+    # opened: dropping it could lose or leak it); the Cancelled comes at the
+    # task's next checkpoint (as in trio).
     return value
 
 
@@ -481,8 +484,9 @@ def to_thread(
     :func:`from_thread_run` / :func:`from_thread_run_sync`.
 
     On cancellation: by default the call waits until ``fn`` returns (a
-    thread cannot be interrupted), then raises :class:`~yieldloop.Cancelled`
-    and drops the result. With ``abandon_on_cancel=True`` it raises
+    thread cannot be interrupted) and returns its result, so nothing the
+    thread made is lost; :class:`~yieldloop.Cancelled` is raised at the
+    task's next checkpoint. With ``abandon_on_cancel=True`` it raises
     ``Cancelled`` at once and the thread runs on unsupervised; its result is
     discarded.
     """
