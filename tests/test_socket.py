@@ -513,6 +513,34 @@ def test_sendall_large_payload_and_broken_pipe():
     yl.run(main)
 
 
+def test_recv_and_sendall_with_flags():
+    # A call with flags takes its own branch (without flags, one argument less).
+    async def main():
+        client, server = await connected_pair()
+        async with client, server:
+            peeked = []
+
+            async def peeker():  # waits first: the recv with flags after the wait
+                peeked.append(await server.recv(10, stdlib_socket.MSG_PEEK))
+
+            async with TaskGroup() as tg:
+                tg.spawn(peeker)
+                await yl.sleep(0.05)
+                await client.sendall(b"abc", stdlib_socket.MSG_DONTWAIT)
+            assert peeked == [b"abc"]
+            assert await server.recv(10, stdlib_socket.MSG_PEEK) == b"abc"  # at once
+            assert await server.recv(10) == b"abc"
+            big = os.urandom(8 * 1024 * 1024)  # waits for the reader, flags and all
+            async with TaskGroup() as tg:
+                tg.spawn(client.sendall, big, stdlib_socket.MSG_DONTWAIT)
+                received = bytearray()
+                while len(received) < len(big):
+                    received += await server.recv(1 << 20)
+            assert received == big
+
+    yl.run(main)
+
+
 def test_detach():
     async def main():
         sock = socket()

@@ -7,6 +7,7 @@ import os
 import socket as stdlib_socket
 import threading
 import time
+import types
 
 import pytest
 
@@ -418,6 +419,243 @@ def test_buffered_generator_style():
             server.close()
 
     assert yl.run(main) == (b"GET / HTTP/1.0", b"", b"body")
+
+
+class ChunkStream(Stream):
+    """An in-memory stream: each ``receive_some`` hands out the next of
+    ``chunks`` (then ``b""``), so BufferedReceiveStream takes its path for
+    streams other than SocketStream."""
+
+    def __init__(self, *chunks):
+        self.chunks = list(chunks)
+
+    @types.coroutine
+    def receive_some(self, max_bytes=None):
+        yield ("checkpoint",)
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+async def buffered_from_chunks(source, chunks, tg):
+    """A BufferedReceiveStream that receives ``chunks`` one read at a time:
+    from a SocketStream fed by a client task (``source == "socket"``), or
+    from a ChunkStream. Returns (buffered, things to close)."""
+    if source == "chunks":
+        return BufferedReceiveStream(ChunkStream(*chunks)), []
+    client, server = await stream_pair()
+
+    async def sender():
+        for chunk in chunks:
+            await client.send_all(chunk)
+            await yl.sleep(0.01)
+        await client.send_eof()
+
+    tg.spawn(sender)
+    return BufferedReceiveStream(server), [client, server]
+
+
+UNTIL_CASES = [
+    # (chunks, delimiter, max_size, what receive_until returns, one call after another;
+    #  an exception class stands for that error, the bytes then still buffered)
+    ([b"a\r\n\r\nbb\r\n\r\nc"], b"\r\n\r\n", 100, [b"a", b"bb", (IncompleteRead, b"c")]),
+    ([b"ab\r", b"\n\r", b"\ncd\r\n\r\n"], b"\r\n\r\n", 100, [b"ab", b"cd"]),
+    ([b"\n", b"x\n"], b"\n", 100, [b"", b"x", (IncompleteRead, b"")]),
+    # the delimiter right at max_size: still found
+    ([b"12345\r\n"], b"\r\n", 5, [b"12345"]),
+    ([b"12345\r", b"\n"], b"\r\n", 5, [b"12345"]),
+    ([b"123", b"45", b"\r\n6"], b"\r\n", 5, [b"12345", (IncompleteRead, b"6")]),
+    # one byte past it: DelimiterNotFound, everything stays buffered
+    ([b"123456\r\n"], b"\r\n", 5, [(DelimiterNotFound, b"123456\r\n")]),
+    ([b"123456", b"\r\n"], b"\r\n", 5, [(DelimiterNotFound, b"123456\r\n")]),
+    ([b"1234", b"567"], b"\r\n", 5, [(DelimiterNotFound, b"1234567")]),
+    ([b"1234567\r\n"], b"\r\n", 0, [(DelimiterNotFound, b"1234567\r\n")]),
+]
+
+
+@pytest.mark.parametrize("source", ["socket", "chunks"])
+@pytest.mark.parametrize(("chunks", "delimiter", "max_size", "expected"), UNTIL_CASES)
+def test_receive_until_cases(source, chunks, delimiter, max_size, expected):
+    async def main():
+        async with TaskGroup() as tg:
+            buffered, resources = await buffered_from_chunks(source, chunks, tg)
+            for want in expected:
+                if isinstance(want, tuple):
+                    error, left = want
+                    with pytest.raises(error) as info:
+                        await buffered.receive_until(delimiter, max_size)
+                    if error is IncompleteRead:
+                        assert info.value.partial == left
+                        assert buffered.buffer == b""
+                    else:
+                        assert buffered.buffer == left
+                else:
+                    head = await buffered.receive_until(delimiter, max_size)
+                    assert head == want
+                    assert type(head) is bytes
+        for resource in resources:
+            await resource.aclose()
+
+    yl.run(main)
+
+
+def test_receive_until_with_the_delimiter_already_buffered_is_a_checkpoint():
+    async def main():
+        buffered = BufferedReceiveStream(ChunkStream(b"one\ntwo\n"))
+        assert await buffered.receive_until(b"\n") == b"one"
+        with CancelScope() as scope:
+            scope.cancel()
+            await buffered.receive_until(b"\n")
+        assert scope.cancelled_caught
+        assert buffered.buffer == b"two\n"  # nothing consumed
+        assert await buffered.receive_until(b"\n") == b"two"
+
+    yl.run(main)
+
+
+def test_receive_until_other_argument_types():
+    import enum
+
+    class Size(enum.IntEnum):
+        SMALL = 3
+
+    async def main():
+        buffered = BufferedReceiveStream(ChunkStream(b"ab;cd;", bytearray(b"ef;")))
+        assert await buffered.receive_until(bytearray(b";")) == b"ab"
+        assert await buffered.receive_until(b";", Size.SMALL) == b"cd"
+        head = await buffered.receive_until(b";")  # a stream that returns a bytearray
+        assert head == b"ef" and type(head) is bytes
+        for delimiter, max_size in [(b"", 1), ("x", 1), (b"x", -1), (b"x", True), (b"x", 1.0)]:
+            with pytest.raises(ValueError):
+                await buffered.receive_until(delimiter, max_size)
+
+    yl.run(main)
+
+
+def test_receive_until_cancelled_before_and_while_waiting():
+    async def main():
+        client, server = await stream_pair()
+        async with client, server:
+            buffered = BufferedReceiveStream(server)
+            # Cancelled before: the data already in the socket is not consumed.
+            await client.send_all(b"first\n")
+            await yl.sleep(0.02)
+            with CancelScope() as scope:
+                scope.cancel()
+                await buffered.receive_until(b"\n")
+            assert scope.cancelled_caught
+            assert buffered.buffer == b""
+            assert await buffered.receive_until(b"\n") == b"first"
+            # Cancelled while waiting, with part of a line buffered: it stays.
+            await client.send_all(b"sec")
+            with yl.move_on_after(0.05) as scope:
+                await buffered.receive_until(b"\n")
+            assert scope.cancelled_caught
+            assert buffered.buffer == b"sec"
+            await client.send_all(b"ond\n")
+            assert await buffered.receive_until(b"\n") == b"second"  # not busy any more
+
+    yl.run(main)
+
+
+def test_receive_until_concurrent_use_is_an_error():
+    async def main():
+        client, server = await stream_pair()
+        async with client, server:
+            buffered = BufferedReceiveStream(server)
+            got = []
+
+            async def reader():
+                got.append(await buffered.receive_until(b"\n"))
+
+            async with TaskGroup() as tg:
+                tg.spawn(reader)
+                await yl.sleep(0.05)
+                with pytest.raises(BusyResourceError, match="another task is already receiving"):
+                    await buffered.receive_until(b"\n")
+                with pytest.raises(BusyResourceError, match="already receiving"):
+                    await buffered.receive_exactly(1)
+                with pytest.raises(BusyResourceError, match="already receiving"):
+                    await server.receive_some()
+                await client.send_all(b"line\n")
+            assert got == [b"line"]
+
+    yl.run(main)
+
+
+def test_receive_until_closed_reset_and_after_close():
+    async def main():
+        client, server = await stream_pair()
+        buffered = BufferedReceiveStream(server)
+        errors = []
+
+        async def receiver():
+            try:
+                await buffered.receive_until(b"\n")
+            except ClosedResourceError as exc:
+                errors.append(exc)
+
+        async with TaskGroup() as tg:
+            tg.spawn(receiver)
+            await yl.sleep(0.05)
+            fd = server.socket.fileno()
+            await buffered.aclose()
+        assert len(errors) == 1
+        k = current_kernel()
+        assert fd not in k._readers and fd not in k._fd_masks
+        with pytest.raises(ClosedResourceError):
+            await buffered.receive_until(b"\n")
+        await client.aclose()
+
+        # A reset while waiting: BrokenResourceError, the OSError its cause.
+        client, server = await stream_pair()
+        buffered = BufferedReceiveStream(server)
+        client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        await server.send_all(b"unread")  # unread data also forces a reset
+        async with TaskGroup() as tg:
+            tg.spawn(_close_later, client)
+            with pytest.raises(BrokenResourceError) as info:
+                await buffered.receive_until(b"\n")
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+        await buffered.aclose()
+
+    yl.run(main)
+
+
+async def _close_later(stream):
+    await yl.sleep(0.05)
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("source", ["socket", "chunks"])
+def test_receive_exactly_whole_and_split_reads(source):
+    async def main():
+        chunks = [b"abcd", b"ef", b"gh", bytearray(b"ijkl")]
+        async with TaskGroup() as tg:
+            buffered, resources = await buffered_from_chunks(source, chunks, tg)
+            for want in (b"abcd", b"efgh", b"ij"):
+                data = await buffered.receive_exactly(len(want))
+                assert data == want and type(data) is bytes
+            with pytest.raises(IncompleteRead) as info:
+                await buffered.receive_exactly(3)
+            assert info.value.partial == b"kl"
+        for resource in resources:
+            await resource.aclose()
+
+    yl.run(main)
+
+
+def test_buffered_receive_some_from_the_stream():
+    async def main():
+        client, server = await stream_pair()
+        async with client, server:
+            buffered = BufferedReceiveStream(server)
+            await client.send_all(b"abc")
+            assert await buffered.receive_some(2) == b"ab"  # from the socket
+            assert await buffered.receive_some() == b"c"
+            await client.send_eof()
+            assert await buffered.receive_some() == b""
+            assert await buffered.receive_some() == b""  # at the end, stays there
+
+    yl.run(main)
 
 
 # ---------------------------------------------------------------- Happy Eyeballs

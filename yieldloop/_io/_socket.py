@@ -286,16 +286,28 @@ class SocketType:
         # generator - the hot path of every server, where each generator
         # layer costs. ``stream`` (or None) marks itself busy while this
         # runs and turns OSError into its own errors (_busy, _broken).
+        # BufferedReceiveStream.receive_until has a copy of this for a
+        # SocketStream: keep the two in step.
         if stream is not None:
             if stream._receiving:
                 raise stream._busy("receiving")
             stream._receiving = True
         try:
-            self._check_usable()
-            recv = self._sock.recv
+            # _check_usable()'s conditions, checked inline (it raises the error).
+            kernel = local.kernel
+            if (
+                self._closed
+                or kernel is None
+                or (task := kernel.current_task) is None
+                or task._scope._eff
+            ):
+                self._check_usable()
+            # (self._sock.recv(...) called, not bound to a local: binding makes
+            # a method object, which costs more than the second lookup.)
             if not self._drained:
                 try:
-                    data = recv(bufsize, flags)
+                    # (without flags the call has one argument less to parse)
+                    data = self._sock.recv(bufsize, flags) if flags else self._sock.recv(bufsize)
                 except BlockingIOError:
                     pass
                 else:
@@ -315,7 +327,7 @@ class SocketType:
                 if self._closed:
                     raise ClosedResourceError("this socket was closed while a task waited on it")
                 try:
-                    data = recv(bufsize, flags)
+                    data = self._sock.recv(bufsize, flags) if flags else self._sock.recv(bufsize)
                 except BlockingIOError:
                     continue
                 self._drained = len(data) < bufsize
@@ -363,12 +375,19 @@ class SocketType:
                 raise stream._busy("sending")
             stream._sending = True
         try:
-            self._check_usable()
-            send = self._sock.send
+            kernel = local.kernel  # _check_usable() inline, as in _recv()
+            if (
+                self._closed
+                or kernel is None
+                or (task := kernel.current_task) is None
+                or task._scope._eff
+            ):
+                self._check_usable()
             cls = data.__class__
             total = len(data) if cls is bytes or cls is bytearray else memoryview(data).nbytes
             try:
-                sent = send(data, flags)
+                # (without flags the call has one argument less to parse)
+                sent = self._sock.send(data, flags) if flags else self._sock.send(data)
             except BlockingIOError:
                 sent = 0
             else:
@@ -380,6 +399,7 @@ class SocketType:
                     self._streak = streak
                     return
             self._streak = 0
+            send = self._sock.send
             request = ("wait_writable", self._sock.fileno(), self)
             with memoryview(data) as view, view.cast("B") as mv:
                 while sent < total:
