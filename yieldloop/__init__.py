@@ -23,8 +23,9 @@ The public API, at a glance::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._interop import install_anyio_backend
-from ._interop._asyncio import from_asyncio, to_asyncio
 from ._io._connect import open_tcp_stream, open_udp_socket, open_unix_stream
 from ._io._server import (
     SocketListener,
@@ -86,7 +87,21 @@ from ._sync._event import Event
 from ._sync._lock import CapacityLimiter, Condition, Lock, Semaphore
 from ._sync._queue import LifoQueue, PriorityQueue, Queue
 
+if TYPE_CHECKING:
+    from ._interop._asyncio import from_asyncio, to_asyncio
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio bridges import asyncio, which is big: only when first used.
+    if name in ("from_asyncio", "to_asyncio"):
+        from ._interop import _asyncio
+
+        value = getattr(_asyncio, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'yieldloop' has no attribute {name!r}")
 
 install_anyio_backend()
 

@@ -14,7 +14,6 @@ anyio asks for the backend.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -26,9 +25,11 @@ __all__ = ["ANYIO_BACKEND_MODULE", "install_anyio_backend"]
 ANYIO_BACKEND_MODULE = "anyio._backends._yieldloop"
 
 
-class _AnyioBackendLoader(importlib.abc.Loader):
+class _AnyioBackendLoader:
     """Makes ``anyio._backends._yieldloop`` a small module holding the one
-    name anyio reads from a backend module, ``backend_class``."""
+    name anyio reads from a backend module, ``backend_class``. (A loader by
+    its methods alone: importing :mod:`importlib.abc` would cost every
+    ``import yieldloop`` a dozen modules.)"""
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return None  # the default: a new, empty module
@@ -39,7 +40,7 @@ class _AnyioBackendLoader(importlib.abc.Loader):
         module.__doc__ = "anyio's name for yieldloop's backend (yieldloop._interop._anyio)."
 
 
-class _AnyioBackendFinder(importlib.abc.MetaPathFinder):
+class _AnyioBackendFinder:
     """Finds ``anyio._backends._yieldloop`` and nothing else."""
 
     def find_spec(
@@ -50,7 +51,7 @@ class _AnyioBackendFinder(importlib.abc.MetaPathFinder):
     ) -> importlib.machinery.ModuleSpec | None:
         if fullname != ANYIO_BACKEND_MODULE:
             return None
-        return importlib.machinery.ModuleSpec(fullname, _AnyioBackendLoader())
+        return importlib.machinery.ModuleSpec(fullname, _AnyioBackendLoader())  # type: ignore[arg-type]
 
 
 def install_anyio_backend() -> None:
