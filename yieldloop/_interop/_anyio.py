@@ -197,7 +197,14 @@ class TaskGroup(abc.TaskGroup):
         exc_tb: TracebackType | None,
     ) -> bool:
         try:
-            return await self._group.__aexit__(exc_type, exc_val, exc_tb)
+            try:
+                suppressed = await self._group.__aexit__(exc_type, exc_val, exc_tb)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                # anyio's groups wrap every error, these two as well
+                raise BaseExceptionGroup("unhandled errors in a TaskGroup", [exc]) from None
+            if not suppressed and isinstance(exc_val, (KeyboardInterrupt, SystemExit)):
+                raise BaseExceptionGroup("unhandled errors in a TaskGroup", [exc_val]) from None
+            return suppressed
         finally:
             self._active = False
             del exc_val, exc_tb

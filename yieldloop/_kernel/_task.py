@@ -244,6 +244,7 @@ class Task(Generic[T_co]):
     def _throw(self, coro: Any, exc: BaseException) -> Any:
         # Used as ``_next`` for one step: resume by raising ``exc`` at the await.
         self._next = coro.__class__.send
+        self._val = None  # not kept: the exception refers to frames, frames to us
         return coro.throw(exc)
 
 

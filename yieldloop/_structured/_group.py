@@ -122,7 +122,12 @@ class TaskGroup:
         self.cancel_scope.__exit__(type(err), err, err.__traceback__)
         if err is exc:
             return False
-        raise err
+        try:
+            raise err
+        finally:
+            # This frame stays reachable from err's traceback: holding the
+            # exceptions in its locals would make reference cycles.
+            del err, exc, errors
 
     def _abort_wait(self, task: Task[Any]) -> bool:
         return False
