@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 echo "== ruff"
-.venv/bin/ruff check yieldloop tests benchmarks examples
+.venv/bin/ruff check yieldloop tests benchmarks examples scripts
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== docs (sphinx, warnings are errors)"
