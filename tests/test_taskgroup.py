@@ -1454,3 +1454,29 @@ def test_a_filtered_group_keeps_its_context():
         assert info.value.__context__ is body
 
     _vrun(main)
+
+
+def test_an_exception_out_of_nested_groups_is_not_kept_alive():
+    # Nothing but the catcher refers to the error once the groups are done:
+    # no group keeps its task, no task the exception last thrown into it.
+    class Done(Exception):
+        pass
+
+    async def main():
+        inner = yl.TaskGroup()
+
+        async def child():
+            async with inner:
+                raise Done
+
+        try:
+            async with yl.TaskGroup() as outer:
+                outer.spawn(child)
+        except BaseExceptionGroup as eg:
+            exc = eg.exceptions[0].exceptions[0]
+        eg = None  # noqa: F841
+        assert isinstance(exc, Done)
+        assert gc.get_referrers(exc) == []
+        assert inner._parent_task is None
+
+    _vrun(main)

@@ -102,8 +102,12 @@ class TaskGroup:
             # (a schedule point, not a cancellation point, as in trio).
             await _reschedule()
             self._state = 2
+            self._parent_task = None
             return self.cancel_scope.__exit__(None, None, None)
         self._state = 2
+        # A closed group does not keep its task (nor, through it, the task's
+        # outcome, an exception perhaps) alive.
+        self._parent_task = None
         errors = self._errors
         if not errors:
             if exc is None and self.cancel_scope._eff:
