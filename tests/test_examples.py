@@ -332,7 +332,8 @@ def test_echo_client_ctrl_c_while_waiting_for_the_terminal(
 
 def fake_echo_server(reply: Callable[[bytes], bytes]) -> tuple[socket.socket, threading.Thread]:
     """A one-connection server that answers what it receives with
-    ``reply(data)`` (until the client is done), then closes."""
+    ``reply(data)`` (until the client is done); an empty reply ends its
+    side of the stream."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(WAIT)
 
@@ -344,6 +345,12 @@ def fake_echo_server(reply: Callable[[bytes], bytes]) -> tuple[socket.socket, th
                 while data := conn.recv(65536):
                     answer = reply(data)
                     if not answer:
+                        # Close our side only, and read what the client still
+                        # sends: closing with unread data would send a reset
+                        # instead of the end of the stream.
+                        conn.shutdown(socket.SHUT_WR)
+                        while conn.recv(65536):
+                            pass
                         return
                     conn.sendall(answer)
 
