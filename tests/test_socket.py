@@ -550,3 +550,75 @@ def test_detach():
 
     yl.run(main)
 
+
+
+# ---- the poller registration a socket keeps between waits
+
+
+def test_a_socket_keeps_its_registration_and_drops_it_on_close():
+    async def main():
+        a, b = stdlib_socket.socketpair()
+        sa, sb = from_stdlib_socket(a), from_stdlib_socket(b)
+        kernel = current_kernel()
+
+        async def echo_once():
+            await sb.sendall(await sb.recv(10))
+
+        async with TaskGroup() as tg:
+            tg.spawn(echo_once)
+            await yl.sleep(0.01)  # sb waits for data: registered now
+            key = sb._armed
+            assert key != 0 and kernel._fd_masks[sb.fileno()] == key % 8
+            await sa.sendall(b"ping")
+            assert await sa.recv(10) == b"ping"
+        fd = sb.fileno()
+        sb.close()
+        assert sb._armed == 0 and fd not in kernel._fd_masks
+        sa.close()
+
+    yl.run(main)
+
+
+def test_a_socket_used_in_two_runs_is_registered_again():
+    a, b = stdlib_socket.socketpair()
+    sa, sb = from_stdlib_socket(a), from_stdlib_socket(b)  # outside a run: not tracked
+    keys = []
+
+    async def exchange(data):
+        got = []
+
+        async def reader():
+            got.append(await sb.recv(10))
+
+        async with TaskGroup() as tg:
+            tg.spawn(reader)
+            await yl.sleep(0.01)  # waiting: registered in this run
+            keys.append(sb._armed)
+            await sa.sendall(data)
+        return got
+
+    try:
+        assert yl.run(exchange, b"1") == [b"1"]
+        assert yl.run(exchange, b"2") == [b"2"]  # a key from the first run does not count
+    finally:
+        sa.close()
+        sb.close()
+    assert keys[0] != keys[1] and 0 not in keys
+
+
+def test_a_number_reused_by_a_new_socket_is_registered_for_it():
+    # A socket dropped without close(): its number comes back for a new one,
+    # which must not be taken for registered.
+    async def main():
+        for _ in range(3):
+            a, b = stdlib_socket.socketpair()
+            sa, sb = from_stdlib_socket(a), from_stdlib_socket(b)
+            async with TaskGroup() as tg:
+                tg.spawn(sb.recv, 10)
+                await yl.sleep(0.01)
+                await sa.sendall(b"x")
+            sa._sock.close()  # behind the kernel's back
+            sb._sock.close()
+            del sa, sb
+
+    yl.run(main)

@@ -82,7 +82,7 @@ class SocketType:
     one gets a ``RuntimeError`` naming the first.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_drained", "_sock", "_streak")
+    __slots__ = ("__weakref__", "_armed", "_closed", "_drained", "_sock", "_streak")
 
     def __init__(self, sock: _stdlib_socket.socket) -> None:
         if not isinstance(sock, _stdlib_socket.socket):
@@ -95,6 +95,9 @@ class SocketType:
         self._drained = False
         # Operations in a row that completed without waiting (see _done_now).
         self._streak = 0
+        # The kernel's key for this socket's poller registration (0: none;
+        # see Kernel._req_wait_fd).
+        self._armed = 0
         kernel = running_kernel()
         if kernel is not None:
             kernel.track_resource(self, "a socket")

@@ -97,6 +97,8 @@ _READ_EVENTS = _EPOLLIN | _EPOLLERR | _EPOLLHUP
 _WRITE_EVENTS = _EPOLLOUT | _EPOLLERR | _EPOLLHUP
 
 _FATAL = (KeyboardInterrupt, SystemExit)
+#: Numbers the runs, for the registration keys kept on sockets (_arm_base).
+_RUN_IDS = itertools.count(1)
 _THIS_FILE = __file__
 
 
@@ -206,6 +208,7 @@ class Kernel:
 
     __slots__ = (
         "__weakref__",
+        "_arm_base",
         "_asyncgens",
         "_at_close",
         "_abort_fd_fn",
@@ -302,6 +305,10 @@ class Kernel:
         # fd -> weak reference to the object that waited on it (a socket), so
         # a registration is known to still be that object's file (see _req_wait_fd).
         self._fd_owners: dict[int, weakref.ref[Any]] = {}
+        # An owner that has an ``_armed`` attribute (SocketType) keeps there
+        # ``_arm_base + mask`` while this run has its fd registered for mask:
+        # one attribute read tells a wait that nothing needs doing.
+        self._arm_base = next(_RUN_IDS) * 8
         self._poller: Any = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -591,7 +598,12 @@ class Kernel:
             if fd.__class__ is not int or fd < 0:
                 raise ValueError(f"{kind} needs a valid file descriptor, got {fd!r}")
             info = req
+            try:
+                key = owner._armed  # a SocketType's registration key
+            except AttributeError:
+                key = None
         else:
+            key = None
             fd = owner = _req_arg(req, kind, "a file descriptor or an object with fileno()")
             if not isinstance(fd, int):
                 try:
@@ -628,12 +640,18 @@ class Kernel:
         # are told apart by a weak reference: a socket closed without
         # notify_closing and collected leaves a dead reference, so a new
         # socket reusing its number re-arms.
-        if (
-            owner is None
-            or self._fd_masks.get(fd) != want
-            or (ref := self._fd_owners.get(fd)) is None
-            or ref() is not owner
-        ):
+        # A socket carries the key of its registration (see _arm_fd), which
+        # settles it with one attribute read.
+        if key is not None:
+            armed = key == self._arm_base + want
+        else:
+            armed = not (
+                owner is None
+                or self._fd_masks.get(fd) != want
+                or (ref := self._fd_owners.get(fd)) is None
+                or ref() is not owner
+            )
+        if not armed:
             try:
                 self._arm_fd(fd, want, owner)
             except BaseException:
@@ -669,11 +687,16 @@ class Kernel:
                 poller.modify(fd, want)
         self._fd_masks[fd] = want
         owners = self._fd_owners
+        old = owners.get(fd)
+        if old is not None and (previous := old()) is not None and previous is not owner:
+            _set_armed(previous, 0)  # (a dead socket's number, reused)
         if owner is not None:
             try:
                 owners[fd] = weakref.ref(owner)
             except TypeError:  # not weak-referenceable: re-armed every time
                 owners.pop(fd, None)
+            else:
+                _set_armed(owner, self._arm_base + want)
         else:
             owners.pop(fd, None)
 
@@ -687,11 +710,17 @@ class Kernel:
                 poller.unregister(fd)
         except OSError:
             want = 0
+        ref = self._fd_owners.get(fd)
+        owner = ref() if ref is not None else None
         if want:
             self._fd_masks[fd] = want
+            if owner is not None:
+                _set_armed(owner, self._arm_base + want)
         else:
             self._fd_masks.pop(fd, None)
             self._fd_owners.pop(fd, None)
+            if owner is not None:
+                _set_armed(owner, 0)
 
     def notify_closing(self, fd: int) -> None:
         """Call before closing ``fd``: tasks waiting on it get
@@ -703,7 +732,9 @@ class Kernel:
                 self.reschedule_throw(
                     task, ClosedResourceError(f"fd {fd} was closed while a task waited on it")
                 )
-        self._fd_owners.pop(fd, None)
+        ref = self._fd_owners.pop(fd, None)
+        if ref is not None and (owner := ref()) is not None:
+            _set_armed(owner, 0)
         if self._fd_masks.pop(fd, None) is not None:
             try:
                 self._poller.unregister(fd)
@@ -1418,6 +1449,14 @@ class Kernel:
         self.timers[:] = [e for e in self.timers if e[2]._timer_seq == e[1]]
         heapq.heapify(self.timers)
         self.stale_timers = 0
+
+
+def _set_armed(owner: Any, key: int) -> None:
+    """Store a registration key on ``owner`` if it has room for one."""
+    try:
+        owner._armed = key
+    except AttributeError:
+        pass
 
 
 def describe_wait(kernel: Kernel, task: Task[Any]) -> str:
