@@ -1,8 +1,9 @@
 """anyio's backend ``"yieldloop"``: anyio code running on yieldloop.
 
 Layer 5 (tools around the runtime). With anyio installed, ``import
-yieldloop`` makes this module importable as ``anyio._backends._yieldloop``
-(anyio looks backends up by that name; it has no public registry), so
+yieldloop`` makes ``anyio._backends._yieldloop`` importable, a module holding
+this module's ``backend_class`` (anyio looks backends up by that name; it has
+no public registry: see :mod:`yieldloop._interop`), so
 ``anyio.run(main, backend="yieldloop")`` works, and anyio code called from a
 yieldloop task finds yieldloop through sniffio (the kernel names
 ``"yieldloop"`` while it runs). Supported anyio versions: :data:`SUPPORTED`.
