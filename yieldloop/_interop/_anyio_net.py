@@ -59,6 +59,7 @@ from anyio.abc import IPSockAddrType, UDPPacketType, UNIXDatagramPacketType
 from .._io._socket import SocketType
 from .._io._socket import getaddrinfo as _getaddrinfo
 from .._kernel._errors import ClosedResourceError as YLClosedResourceError
+from .._kernel._kernel import RESCHEDULE as _RESCHEDULE
 from .._kernel._requests import checkpoint
 from .._kernel._state import current_kernel, running_kernel
 from .._os._threads import to_thread
@@ -97,7 +98,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_RESCHEDULE = ("reschedule",)
 
 #: What ``receive()`` asks the operating system for at most (a datagram's
 #: largest size, and anyio's default for streams).

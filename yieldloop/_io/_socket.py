@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._kernel._errors import Cancelled, ClosedResourceError
+from .._kernel._kernel import RESCHEDULE as _RESCHEDULE
 from .._kernel._requests import dual
 from .._kernel._state import current_kernel, local, running_kernel
 
@@ -52,7 +53,6 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_RESCHEDULE = ("reschedule",)
 
 # Operations completing at once, in a row, before one yields to other tasks.
 _STREAK = 16

@@ -26,10 +26,11 @@ from collections.abc import Generator
 from typing import Any
 
 from .._kernel._errors import BrokenResourceError, ClosedResourceError
+from .._kernel._kernel import RESCHEDULE as _RESCHEDULE
 from .._kernel._requests import Awaitable
 from .._kernel._state import local
 from .._sync._common import AsyncResource
-from ._socket import _RESCHEDULE, _STREAK, Buffer, SocketType
+from ._socket import _STREAK, Buffer, SocketType
 
 __all__ = [
     "BufferedReceiveStream",

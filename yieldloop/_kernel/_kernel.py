@@ -68,13 +68,16 @@ from ._task import ABORTING, AnyCoroutine, Task, TaskOwner
 from ._trace import TraceRecorder
 from ._watchdog import SlowStepWatchdog
 
-__all__ = ["Kernel", "run", "coerce_coroutine", "CHECKPOINT", "KNOWN_REQUESTS"]
+__all__ = ["Kernel", "run", "coerce_coroutine", "CHECKPOINT", "KNOWN_REQUESTS", "RESCHEDULE"]
 
 logger = logging.getLogger("yieldloop")
 
 #: The request object yielded by :func:`~yieldloop.checkpoint` and
 #: ``sleep(0)``; the kernel recognises it by identity, its fastest path.
 CHECKPOINT = ("checkpoint",)
+#: The ``("reschedule",)`` request: go to the back of the ready queue (not a
+#: cancellation point). One shared tuple for every yield of it.
+RESCHEDULE = ("reschedule",)
 
 KNOWN_REQUESTS = (
     "checkpoint",
@@ -1031,11 +1034,19 @@ class Kernel:
     def _guest_delay(self) -> float:
         if self.ready or self._threadsafe or self._attention or not self.ntasks:
             return 0.0
+        deadline = self._next_deadline()
+        if deadline == math.inf:
+            return math.inf
+        return max(0.0, self.clock.deadline_to_sleep_time(deadline))
+
+    def _next_deadline(self) -> float:
+        """The deadline of the first current timer (stale entries on top of
+        the heap are dropped on the way), or ``inf``."""
         timers = self.timers
         while timers:
             entry = timers[0]
             if entry[2]._timer_seq == entry[1]:
-                return max(0.0, self.clock.deadline_to_sleep_time(entry[0]))
+                return entry[0]
             heapq.heappop(timers)
             self.stale_timers -= 1
         return math.inf
@@ -1142,14 +1153,7 @@ class Kernel:
         else:
             if not self.ntasks and not threadsafe:
                 return True
-            deadline = math.inf
-            while timers:
-                entry = timers[0]
-                if entry[2]._timer_seq == entry[1]:
-                    deadline = entry[0]
-                    break
-                heapq.heappop(timers)
-                self.stale_timers -= 1
+            deadline = self._next_deadline() if timers else math.inf
             if threadsafe or self._ki_pending:
                 timeout = 0.0
             elif deadline == math.inf:

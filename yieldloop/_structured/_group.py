@@ -14,7 +14,7 @@ from types import CoroutineType, FunctionType, GeneratorType, TracebackType
 from typing import Any, Generic, TypeVar
 
 from .._kernel._errors import Cancelled, RunFinishedError
-from .._kernel._kernel import Kernel, coerce_coroutine, coerce_returned
+from .._kernel._kernel import RESCHEDULE, Kernel, coerce_coroutine, coerce_returned
 from .._kernel._requests import park
 from .._kernel._scope import CancelScope, reparent_task
 from .._kernel._state import current_kernel, running_kernel
@@ -136,8 +136,9 @@ class TaskGroup:
     def _abort_wait(self, task: Task[Any]) -> bool:
         return False
 
-    def _start_ended(self) -> None:
-        # A start() whose task exited before started(): no longer a child.
+    def _child_gone(self) -> None:
+        # A child finished (or a start() ended before started()): the last
+        # one wakes the group's task if it waits in __aexit__.
         self._nchildren -= 1
         if not self._nchildren and self._waiting:
             self._waiting = False
@@ -145,15 +146,11 @@ class TaskGroup:
             self._kernel.reschedule(self._parent_task)
 
     def _child_done(self, task: Task[Any]) -> None:
-        self._nchildren -= 1
         exc = task._exc
         if exc is not None and not isinstance(exc, Cancelled):
             self._errors.append(exc)
             self.cancel_scope.cancel()
-        if not self._nchildren and self._waiting:
-            self._waiting = False
-            assert self._kernel is not None and self._parent_task is not None
-            self._kernel.reschedule(self._parent_task)
+        self._child_gone()
 
     def _check_open(self, fn: Any) -> Kernel:
         if self._state != 1:
@@ -235,7 +232,7 @@ class TaskGroup:
 
 @types.coroutine
 def _reschedule() -> Generator[Any, Any, None]:
-    yield ("reschedule",)
+    yield RESCHEDULE
 
 
 def _describe(errors: list[BaseException]) -> str:
@@ -286,7 +283,7 @@ class TaskStatus(Generic[T]):
         elif isinstance(exc, Cancelled):
             exc = Cancelled()
         self._kernel.reschedule_throw(self._caller, exc)
-        self._group._start_ended()
+        self._group._child_gone()
 
     def spawn(self, fn: Any, *args: Any, name: str | None = None) -> Task[Any]:
         # The ("spawn", ...) request from a task that is still starting
