@@ -551,21 +551,35 @@ async def _serve(
             await _serve_with_grace(handler, listeners, tls, task_status, grace, what)
             return
         async with TaskGroup() as tg:
-            for listener in listeners:
-                tg.spawn(
-                    _serve_one_listener,
-                    listener,
-                    tg,
-                    handler,
-                    tls,
-                    what,
-                    None,
-                    name=f"accept on {listener}",
-                )
+            _spawn_accept_loops(tg, listeners, tg, handler, tls, what, None)
             task_status.started(listeners)
     finally:
         for listener in listeners:
             listener.close()
+
+
+def _spawn_accept_loops(
+    tg: TaskGroup,
+    listeners: list[SocketListener],
+    handlers: TaskGroup,
+    handler: Callable[..., Any],
+    tls: _TLSOptions | None,
+    what: str,
+    stopping: Event | None,
+) -> None:
+    """One accept loop per listener in ``tg``, each starting the connection
+    handlers in ``handlers``."""
+    for listener in listeners:
+        tg.spawn(
+            _serve_one_listener,
+            listener,
+            handlers,
+            handler,
+            tls,
+            what,
+            stopping,
+            name=f"accept on {listener}",
+        )
 
 
 async def _host_handlers(
@@ -595,17 +609,7 @@ async def _serve_with_grace(
     async with TaskGroup() as tg:
         handlers = await tg.start(_host_handlers, scope, stopping, name="connection handlers")
         try:
-            for listener in listeners:
-                tg.spawn(
-                    _serve_one_listener,
-                    listener,
-                    handlers,
-                    handler,
-                    tls,
-                    what,
-                    stopping,
-                    name=f"accept on {listener}",
-                )
+            _spawn_accept_loops(tg, listeners, handlers, handler, tls, what, stopping)
             task_status.started(listeners)
             await sleep_forever()
         finally:
