@@ -61,8 +61,11 @@ from .._io._socket import getaddrinfo as _getaddrinfo
 from .._kernel._errors import ClosedResourceError as YLClosedResourceError
 from .._kernel._kernel import RESCHEDULE as _RESCHEDULE
 from .._kernel._requests import checkpoint
-from .._kernel._state import current_kernel, running_kernel
+from .._kernel._requests import wait_readable as _wait_readable
+from .._kernel._requests import wait_writable as _wait_writable
+from .._kernel._state import current_kernel
 from .._os._threads import to_thread
+from ..lowlevel import notify_closing as _notify_closing
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -209,11 +212,6 @@ def _connect(sock: SocketType, address: Any) -> Generator[Any, Any, None]:
     err = raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     if err:
         raise OSError(err, f"Error connecting to {address!r}: {os.strerror(err)}")
-
-
-@types.coroutine
-def _wait_fd(kind: str, obj: FileDescriptorLike) -> Generator[Any, Any, None]:
-    yield (kind, obj)
 
 
 # ------------------------------------------------------------ the classes
@@ -679,7 +677,7 @@ async def wait_readable(obj: FileDescriptorLike) -> None:
     if _waiting("wait_readable", obj):
         raise BusyResourceError("reading from")
     try:
-        await _wait_fd("wait_readable", obj)
+        await _wait_readable(obj)
     except YLClosedResourceError as exc:
         raise ClosedResourceError().with_traceback(exc.__traceback__) from None
 
@@ -689,7 +687,7 @@ async def wait_writable(obj: FileDescriptorLike) -> None:
     if _waiting("wait_writable", obj):
         raise BusyResourceError("writing to")
     try:
-        await _wait_fd("wait_writable", obj)
+        await _wait_writable(obj)
     except YLClosedResourceError as exc:
         raise ClosedResourceError().with_traceback(exc.__traceback__) from None
 
@@ -697,10 +695,7 @@ async def wait_writable(obj: FileDescriptorLike) -> None:
 def notify_closing(obj: FileDescriptorLike) -> None:
     """``obj`` is about to be closed: the tasks in :func:`wait_readable` /
     :func:`wait_writable` on it get :class:`~anyio.ClosedResourceError`."""
-    fd = obj if isinstance(obj, int) else obj.fileno()
-    kernel = running_kernel()
-    if kernel is not None:
-        kernel.notify_closing(fd)
+    _notify_closing(obj)
 
 
 async def wrap_listener_socket(sock: socket.socket) -> abc.SocketListener:
