@@ -1480,3 +1480,65 @@ def test_an_exception_out_of_nested_groups_is_not_kept_alive():
         assert inner._parent_task is None
 
     _vrun(main)
+
+
+def test_an_empty_gather_is_a_schedule_point_not_a_cancellation_point():
+    ran = []
+
+    async def other():
+        ran.append("other")
+
+    async def main():
+        async with yl.TaskGroup() as outer:
+            outer.spawn(other)
+            assert await gather() == []
+            assert ran == ["other"]  # the empty gather let it run
+            with yl.CancelScope() as scope:
+                scope.cancel()
+                assert await gather() == []  # no Cancelled here...
+                ran.append("after the empty gather")
+                await yl.checkpoint()  # ...but here
+            assert scope.cancelled_caught
+
+    _vrun(main)
+    assert ran == ["other", "after the empty gather"]
+
+
+def test_gather_raises_a_lone_error_with_its_own_cause_and_context():
+    cause = KeyError("cause")
+
+    async def fails():
+        try:
+            raise OSError("context")
+        except OSError:
+            raise ValueError("boom") from cause
+
+    async def main():
+        with pytest.raises(ValueError) as info:
+            await gather(fails(), sleep(1))
+        return info.value
+
+    err = _vrun(main)
+    assert err.__cause__ is cause
+    assert isinstance(err.__context__, OSError)  # not the ExceptionGroup gather made
+
+
+def test_gather_cancelled_waits_for_its_children_to_exit():
+    exited = []
+
+    async def child(i):
+        try:
+            await sleep_forever()
+        finally:
+            with yl.CancelScope(shield=True):
+                await sleep(1)  # cleanup that takes time
+            exited.append(i)
+
+    async def main():
+        with yl.move_on_after(1) as scope:
+            await gather(child(0), child(1))
+        assert scope.cancelled_caught
+        assert sorted(exited) == [0, 1]  # gather returned only once both had exited
+        return current_time()
+
+    assert _vrun(main) == 2

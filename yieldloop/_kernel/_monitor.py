@@ -349,8 +349,8 @@ def _state_of(wait: str) -> str:
     return "waiting"
 
 
-_OWNER_KINDS = {"TaskGroup": "TaskGroup", "TaskStatus": "starting", "_RunOwner": "run",
-                "_SystemOwner": "system"}
+_OWNER_KINDS = {"TaskGroup": "TaskGroup", "_Gather": "TaskGroup", "TaskStatus": "starting",
+                "_RunOwner": "run", "_SystemOwner": "system"}
 
 
 def _owner_info(owner: Any) -> tuple[Any, Task[Any] | None, str]:

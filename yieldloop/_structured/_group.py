@@ -61,7 +61,8 @@ class TaskGroup:
         self._kernel: Kernel | None = None
         self._parent_task: Task[Any] | None = None
         self._nchildren = 0
-        self._errors: list[BaseException] = []
+        # The errors so far, in order (a list made at the first one).
+        self._errors: list[BaseException] | None = None
         self._state = 0  # 0 new, 1 open, 2 closed
         self._waiting = False
 
@@ -81,29 +82,50 @@ class TaskGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        if self._state != 1:
-            raise RuntimeError("this TaskGroup is not open")
-        if exc is not None and not isinstance(exc, Cancelled):
-            for e in self._errors:
-                if e is exc:
-                    break
-            else:
-                self._errors.append(exc)
-                self.cancel_scope.cancel()
-        if self._nchildren:
-            self._waiting = True
+        if self._exit_begin(exc):
             # Woken by _child_done when the last child finishes. If we are
             # cancelled meanwhile, so are the children (they are inside our
-            # scope), and _abort_wait keeps us waiting for them: a group never
-            # abandons its tasks. The Cancelled comes after, below.
-            await park(self._abort_wait, self)
+            # scope), and _abort_group_wait keeps us waiting for them: a group
+            # never abandons its tasks. The Cancelled comes after, in _exit_end.
+            await park(_abort_group_wait, self)
         elif exc is None and not self._errors:
             # A group that never had to wait still lets the others run once
             # (a schedule point, not a cancellation point, as in trio).
             await _reschedule()
-            self._state = 2
-            self._parent_task = None
-            return self.cancel_scope.__exit__(None, None, None)
+            return self._exit_empty()
+        return self._exit_end(exc_type, exc, tb)
+
+    def _exit_begin(self, exc: BaseException | None) -> bool:
+        # The first half of __aexit__ (shared with gather): record the body's
+        # error; True when there are children to wait for.
+        if self._state != 1:
+            raise RuntimeError("this TaskGroup is not open")
+        if exc is not None and not isinstance(exc, Cancelled):
+            for e in self._errors or ():
+                if e is exc:
+                    break
+            else:
+                self._add_error(exc)
+        if self._nchildren:
+            self._waiting = True
+            return True
+        return False
+
+    def _exit_empty(self) -> bool:
+        # Close a group that had nothing to wait for and no error, after its
+        # schedule point: not a cancellation point, so no Cancelled from here.
+        self._state = 2
+        self._parent_task = None
+        return self.cancel_scope.__exit__(None, None, None)
+
+    def _exit_end(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # The second half, once every child has finished: close the group and
+        # its scope, and raise what it collected.
         self._state = 2
         # A closed group does not keep its task (nor, through it, the task's
         # outcome, an exception perhaps) alive.
@@ -116,7 +138,7 @@ class TaskGroup:
                     return True
                 raise exc
             return self.cancel_scope.__exit__(exc_type, exc, tb)
-        self._errors = []
+        self._errors = None
         if len(errors) == 1 and isinstance(errors[0], _FATAL):
             err: BaseException = errors[0]
         else:
@@ -133,9 +155,6 @@ class TaskGroup:
             # exceptions in its locals would make reference cycles.
             del err, exc, errors
 
-    def _abort_wait(self, task: Task[Any]) -> bool:
-        return False
-
     def _child_gone(self) -> None:
         # A child finished (or a start() ended before started()): the last
         # one wakes the group's task if it waits in __aexit__.
@@ -148,9 +167,17 @@ class TaskGroup:
     def _child_done(self, task: Task[Any]) -> None:
         exc = task._exc
         if exc is not None and not isinstance(exc, Cancelled):
-            self._errors.append(exc)
-            self.cancel_scope.cancel()
+            self._add_error(exc)
         self._child_gone()
+
+    def _add_error(self, exc: BaseException) -> None:
+        # Record an error and cancel everything else in the group.
+        errors = self._errors
+        if errors is None:
+            self._errors = [exc]
+        else:
+            errors.append(exc)
+        self.cancel_scope.cancel()
 
     def _check_open(self, fn: Any) -> Kernel:
         if self._state != 1:
@@ -235,6 +262,12 @@ def _reschedule() -> Generator[Any, Any, None]:
     yield RESCHEDULE
 
 
+def _abort_group_wait(task: Task[Any]) -> bool:
+    # A group's task cancelled while it waits for its children: they are
+    # being cancelled too (they are inside its scope); keep waiting for them.
+    return False
+
+
 def _describe(errors: list[BaseException]) -> str:
     n = len(errors)
     return f"{n} error{'s' if n != 1 else ''} in a TaskGroup"
@@ -311,21 +344,23 @@ class _IgnoredStatus:
 TASK_STATUS_IGNORED: Any = _IgnoredStatus()
 
 
-class _Gather(Generic[T]):
-    """The awaitable returned by :func:`gather`."""
+class _Gather(TaskGroup, Generic[T]):
+    """The awaitable returned by :func:`gather`: a task group of its own that
+    opens, spawns the awaitables and closes in one generator (a gather is on
+    the path of every fan-out, so it makes as few objects as it can)."""
 
     __slots__ = ("_coros",)
 
     def __init__(self, aws: tuple[Any, ...]) -> None:
-        coros: list[Any] = []
+        super().__init__()
+        coros: list[Any] = list(aws)
         for i, aw in enumerate(aws):
             if aw.__class__ is CoroutineType:  # the common case, checked fast
-                coros.append(aw)
                 continue
             try:
-                coros.append(coerce_coroutine(aw, (), "gather"))
+                coros[i] = coerce_coroutine(aw, (), "gather")
             except BaseException:
-                for c in coros:
+                for c in coros[:i]:
                     c.close()
                 for rest in aws[i + 1 :]:
                     if isinstance(rest, (CoroutineType, GeneratorType)):
@@ -334,32 +369,41 @@ class _Gather(Generic[T]):
         self._coros: list[Any] | None = coros
 
     def __await__(self) -> Generator[Any, Any, list[T]]:
-        return self._run().__await__()
-
-    __iter__ = __await__
-
-    async def _run(self) -> list[T]:
-        coros = self._coros
-        if coros is None:
+        tasks = self._coros
+        if tasks is None:
             raise RuntimeError("a gather() can only be awaited once")
         self._coros = None
-        tasks: list[Task[Any]] = []
+        # __aenter__, then tg.spawn(coro) for each coroutine minus the checks
+        # (these are coroutine objects already, and the group was just
+        # opened), then __aexit__: the same steps, without their coroutines.
+        kernel = self._kernel = current_kernel()
+        self._parent_task = kernel.current_task
+        scope = self.cancel_scope
+        scope.__enter__()
+        self._state = 1
+        spawn = kernel.spawn
+        for i, coro in enumerate(tasks):
+            tasks[i] = spawn(coro, None, self, scope)
+        del spawn  # (a bound method: one object less kept while we wait)
+        self._nchildren = len(tasks)
+        if not self._exit_begin(None):  # gather() of nothing
+            yield RESCHEDULE
+            self._exit_empty()
+            return []
+        yield ("park", _abort_group_wait, self)
         failure: BaseExceptionGroup[Any] | None = None
         try:
-            async with TaskGroup() as tg:
-                # tg.spawn(coro) for each, minus the checks: these are coroutine
-                # objects already, and the group was just opened.
-                spawn = tg._kernel.spawn  # type: ignore[union-attr]
-                scope = tg.cancel_scope
-                tasks = [spawn(coro, None, tg, scope) for coro in coros]
-                tg._nchildren += len(tasks)
+            self._exit_end(None, None, None)
         except BaseExceptionGroup as eg:
             failure = eg
         if failure is not None:
+            # Raised out here, so a lone error does not get the group as context.
             if len(failure.exceptions) == 1:
                 raise failure.exceptions[0]
             raise failure
         return [t._result for t in tasks]
+
+    __iter__ = __await__
 
     def __repr__(self) -> str:
         n = "awaited" if self._coros is None else f"{len(self._coros)} awaitables"
