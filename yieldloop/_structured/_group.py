@@ -160,15 +160,22 @@ class TaskGroup:
         # one wakes the group's task if it waits in __aexit__.
         self._nchildren -= 1
         if not self._nchildren and self._waiting:
-            self._waiting = False
-            assert self._kernel is not None and self._parent_task is not None
-            self._kernel.reschedule(self._parent_task)
+            self._wake_parent()
+
+    def _wake_parent(self) -> None:
+        self._waiting = False
+        assert self._kernel is not None and self._parent_task is not None
+        self._kernel.reschedule(self._parent_task)
 
     def _child_done(self, task: Task[Any]) -> None:
-        exc = task._exc
+        # (Hot: once per task. task._wait_info is task._exc, without the
+        # property's call; _child_gone is inlined.)
+        exc = task._wait_info
         if exc is not None and not isinstance(exc, Cancelled):
             self._add_error(exc)
-        self._child_gone()
+        self._nchildren -= 1
+        if not self._nchildren and self._waiting:
+            self._wake_parent()
 
     def _add_error(self, exc: BaseException) -> None:
         # Record an error and cancel everything else in the group.
