@@ -408,7 +408,7 @@ class _Gather(TaskGroup, Generic[T]):
             if len(failure.exceptions) == 1:
                 raise failure.exceptions[0]
             raise failure
-        return [t._result for t in tasks]
+        return [t._val for t in tasks]  # (each t._result, without the property)
 
     __iter__ = __await__
 
