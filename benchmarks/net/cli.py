@@ -20,6 +20,7 @@ from importlib import metadata
 from types import FrameType
 from typing import Any
 
+from ..mdsection import update_section
 from ..report import cpu_model, git_commit, nproc, source_digest
 from .measure import Case, NetRun, Options, case_params, measure
 from .processes import ROOT, Processes
@@ -502,8 +503,7 @@ def run_benchmarks(
             json.dump(data, f, indent=2)
             f.write("\n")
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(markdown(rows, meta, meta["describe"]))
+        write_markdown(args.markdown, rows, meta)
     failed = [r for r in runs if r.status in ("error", "no-start")]
     return 1 if failed else 0
 
@@ -556,9 +556,20 @@ def report_from_json(path: str, markdown_path: str | None) -> int:
     rows = summarize(runs, cases, servers)
     print_report(rows, meta)
     if markdown_path:
-        with open(markdown_path, "w", encoding="utf-8") as f:
-            f.write(markdown(rows, meta, meta["describe"]))
+        write_markdown(markdown_path, rows, meta)
     return 0
+
+
+#: The key of this tool's section in a markdown file (see benchmarks.mdsection).
+MARKDOWN_KEY = "python -m benchmarks.net"
+
+
+def write_markdown(path: str, rows: Sequence[NetRow], meta: dict[str, Any]) -> None:
+    """Write the report into its own section of the markdown file ``path``
+    (``docs/benchmarks.md`` holds the suite's sections too); the rest of the
+    file is kept."""
+    how = update_section(path, MARKDOWN_KEY, markdown(rows, meta, meta["describe"]))
+    print(f"markdown: {how} the network section of {path}", file=sys.stderr)
 
 
 def run_profiles(

@@ -281,7 +281,7 @@ def notes(rows: Sequence[NetRow]) -> list[str]:
 
 def markdown(rows: Sequence[NetRow], meta: dict[str, Any], describe: dict[str, str]) -> str:
     """The report as a markdown document, with how and where it was measured."""
-    out = ["# yieldloop network benchmarks", ""]
+    out = ["## Network servers: HTTP, TCP echo, TLS echo", ""]
     out.append(f"- command: `{meta['command']}`")
     out.append(f"- date: {meta['date']}")
     out.append(f"- python: {meta['python']}")
@@ -305,7 +305,7 @@ def markdown(rows: Sequence[NetRow], meta: dict[str, Any], describe: dict[str, s
     out.append(f"- {CPU_LEGEND}")
     for section in _sections(rows):
         heads, right = _headers(section)
-        out += ["", f"## {section}: {SECTION_TITLES[section]}", ""]
+        out += ["", f"### {section}: {SECTION_TITLES[section]}", ""]
         if describe.get(section):
             out += [describe[section], ""]
         out.append("| " + " | ".join(heads) + " |")

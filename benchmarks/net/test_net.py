@@ -401,13 +401,22 @@ def test_command_line_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     text = capsys.readouterr().out
     assert "echo 1 KiB  yieldloop" in text
     md = out_md.read_text()
-    assert md.startswith("# yieldloop network benchmarks")
+    assert md.startswith("<!-- python -m benchmarks.net: begin")
+    assert "## Network servers: HTTP, TCP echo, TLS echo" in md
     assert "| **echo 1 KiB** | yieldloop |" in md
     # The same report again, from the JSON, without measuring.
     again = tmp_path / "again.md"
     assert cli.main(["--from-json", str(out_json), "--markdown", str(again)]) == 0
     assert capsys.readouterr().out == text
     assert again.read_text() == md
+    # Into a file with other sections: only its own is replaced.
+    shared = tmp_path / "shared.md"
+    shared.write_text("# Benchmarks\n\nkept\n")
+    assert cli.main(["--from-json", str(out_json), "--markdown", str(shared)]) == 0
+    assert cli.main(["--from-json", str(out_json), "--markdown", str(shared)]) == 0
+    text2 = shared.read_text()
+    assert text2.startswith("# Benchmarks\n\nkept\n")
+    assert text2.count("## Network servers") == 1
     (tmp_path / "bad.json").write_text("{}")
     assert cli.main(["--from-json", str(tmp_path / "bad.json")]) == 2
     assert "expected the JSON written by --json" in capsys.readouterr().err
