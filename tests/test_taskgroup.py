@@ -1369,7 +1369,17 @@ def test_cancel_reason_and_deadline_are_in_the_message():
     _vrun(main)
 
 
-def test_an_empty_group_is_a_schedule_point_not_a_cancellation_point():
+async def _empty_group():
+    async with yl.TaskGroup():
+        pass
+
+
+async def _empty_gather():
+    assert await gather() == []
+
+
+@pytest.mark.parametrize("empty", [_empty_group, _empty_gather], ids=["TaskGroup", "gather"])
+def test_an_empty_group_is_a_schedule_point_not_a_cancellation_point(empty):
     ran = []
 
     async def other():
@@ -1378,13 +1388,11 @@ def test_an_empty_group_is_a_schedule_point_not_a_cancellation_point():
     async def main():
         async with yl.TaskGroup() as outer:
             outer.spawn(other)
-            async with yl.TaskGroup():
-                pass
+            await empty()
             assert ran == ["other"]  # the empty group let it run
             with yl.CancelScope() as scope:
                 scope.cancel()
-                async with yl.TaskGroup():
-                    pass  # no Cancelled here...
+                await empty()  # no Cancelled here...
                 ran.append("after the empty group")
                 await yl.checkpoint()  # ...but here
             assert scope.cancelled_caught
@@ -1480,28 +1488,6 @@ def test_an_exception_out_of_nested_groups_is_not_kept_alive():
         assert inner._parent_task is None
 
     _vrun(main)
-
-
-def test_an_empty_gather_is_a_schedule_point_not_a_cancellation_point():
-    ran = []
-
-    async def other():
-        ran.append("other")
-
-    async def main():
-        async with yl.TaskGroup() as outer:
-            outer.spawn(other)
-            assert await gather() == []
-            assert ran == ["other"]  # the empty gather let it run
-            with yl.CancelScope() as scope:
-                scope.cancel()
-                assert await gather() == []  # no Cancelled here...
-                ran.append("after the empty gather")
-                await yl.checkpoint()  # ...but here
-            assert scope.cancelled_caught
-
-    _vrun(main)
-    assert ran == ["other", "after the empty gather"]
 
 
 def test_gather_raises_a_lone_error_with_its_own_cause_and_context():
