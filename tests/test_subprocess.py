@@ -233,6 +233,42 @@ def test_open_process_interactive(wait_mode: str) -> None:
     assert_gone(proc.pid)
 
 
+def test_pipes_are_streams_a_buffered_reader_can_wrap() -> None:
+    # Line by line from a child's stdout, with receive_until, and each pipe
+    # used the wrong way round says which way it goes.
+    code = (
+        "import sys\n"
+        "for line in sys.stdin:\n"
+        "    sys.stdout.write(line.upper()); sys.stdout.flush()\n"
+    )
+
+    async def main() -> list[bytes]:
+        got = []
+        async with await open_process(py(code), stdin=PIPE, stdout=PIPE, stderr=PIPE) as proc:
+            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stderr is not None
+            assert isinstance(proc.stdout, yieldloop.Stream)
+            lines = yieldloop.BufferedReceiveStream(proc.stdout)
+            await proc.stdin.send_all(b"one\ntwo\nthr")
+            got.append(await lines.receive_until(b"\n"))
+            got.append(await lines.receive_until(b"\n"))
+            await proc.stdin.send_all(b"ee\n")
+            got.append(await lines.receive_until(b"\n"))
+            with pytest.raises(RuntimeError, match="stdout pipe .* is for receiving only"):
+                await proc.stdout.send_all(b"x")
+            with pytest.raises(RuntimeError, match="stderr pipe .* for receiving only"):
+                await proc.stderr.send_eof()
+            with pytest.raises(RuntimeError, match="stdin pipe .* is for sending only"):
+                await proc.stdin.receive_some()
+            await proc.stdin.send_eof()
+            with pytest.raises(yieldloop.IncompleteRead):
+                await lines.receive_until(b"\n")
+            assert await proc.wait() == 0
+        return got
+
+    assert yieldloop.run(main) == [b"ONE", b"TWO", b"THREE"]
+
+
 def test_signals_to_process() -> None:
     async def main() -> list[int]:
         codes = []

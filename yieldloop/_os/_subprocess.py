@@ -29,6 +29,8 @@ import types
 from collections.abc import Generator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, TypeAlias, cast
 
+from .._io._socket import Buffer
+from .._io._streams import Stream
 from .._kernel._errors import BrokenResourceError, Cancelled, ClosedResourceError
 from .._kernel._kernel import CHECKPOINT
 from .._kernel._requests import Awaitable, checkpoint, wait_readable
@@ -70,21 +72,25 @@ def _check_cancelled() -> Kernel:
     return kernel
 
 
-class _PipeStream:
+class _PipeStream(Stream):
     """One end of a pipe to a child process, as an async byte stream.
 
     ``receive_some`` / ``send_all`` try the system call first and wait for
     the fd only when it would block. Each call is a cancellation point at its
     start, never after data moved (so no data is lost to a cancellation).
+    A :class:`~yieldloop.Stream`, so it can be wrapped (``receive_until`` on
+    a child's output through :class:`~yieldloop.BufferedReceiveStream`); the
+    child's stdin only sends, its stdout and stderr only receive.
     """
 
-    __slots__ = ("_busy", "_fd", "_what")
+    __slots__ = ("_busy", "_fd", "_what", "_writable")
 
-    def __init__(self, fd: int, what: str) -> None:
+    def __init__(self, fd: int, what: str, *, writable: bool) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
         self._what = what
         self._busy = False
+        self._writable = writable
 
     def fileno(self) -> int:
         """The fd, or -1 once closed."""
@@ -100,7 +106,13 @@ class _PipeStream:
             raise ClosedResourceError(f"{self._what} is closed")
         return fd
 
+    def _check_direction(self, op: str, sends: bool) -> None:
+        if self._writable != sends:
+            direction = "sending" if self._writable else "receiving"
+            raise RuntimeError(f"{self._what} is for {direction} only (not {op})")
+
     def _enter(self, op: str) -> int:
+        self._check_direction(op, op == "send_all")
         fd = self._check_open()
         if self._busy:
             raise RuntimeError(f"another task is already using {self._what} ({op})")
@@ -134,7 +146,7 @@ class _PipeStream:
         return cast("Awaitable[bytes]", self._receive_some(max_bytes))
 
     @types.coroutine
-    def _send_all(self, data: bytes | bytearray | memoryview) -> Generator[Any, Any, None]:
+    def _send_all(self, data: Buffer) -> Generator[Any, Any, None]:
         fd = self._enter("send_all")
         _check_cancelled()
         self._busy = True
@@ -156,7 +168,7 @@ class _PipeStream:
             self._busy = False
         yield ("reschedule",)
 
-    def send_all(self, data: bytes | bytearray | memoryview) -> Awaitable[None]:
+    def send_all(self, data: Buffer) -> Awaitable[None]:
         """Write all of ``data``; :class:`~yieldloop.BrokenResourceError` if
         the child closed its end."""
         return cast("Awaitable[None]", self._send_all(data))
@@ -183,6 +195,7 @@ class _PipeStream:
 
     def send_eof(self) -> Awaitable[None]:
         """For the child's stdin: signal end of input (closes the pipe)."""
+        self._check_direction("send_eof", True)
         return self.aclose()
 
     async def __aenter__(self) -> _PipeStream:
@@ -392,7 +405,7 @@ def _spawn(
             os.close(fd)
     try:
         streams = {
-            name: _PipeStream(fd, f"the {name} pipe of pid {popen.pid}")
+            name: _PipeStream(fd, f"the {name} pipe of pid {popen.pid}", writable=name == "stdin")
             for name, fd in ends.items()
         }
         return Process(
