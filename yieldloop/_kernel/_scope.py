@@ -72,9 +72,11 @@ class CancelScope:
     # created entered and has no task.)
 
     def __init__(self, *, deadline: float = _INF, shield: bool = False) -> None:
-        _check_deadline(deadline)
-        self._deadline = float(deadline)
-        self._shield = bool(shield)
+        if deadline is not _INF:  # (every task group makes a scope with the defaults)
+            _check_deadline(deadline)
+            deadline = float(deadline)
+        self._deadline = deadline
+        self._shield = shield if shield is False else bool(shield)
         self._cancel_called = False
         #: True once the ``with`` block exited by catching the scope's own :class:`Cancelled`.
         self.cancelled_caught = False
