@@ -473,6 +473,22 @@ def test_event_never_set_and_child_task_are_described():
     assert "task 'waiter': waiting on <Event" in text
 
 
+def test_deadlock_in_a_gather_says_how_many_of_its_tasks_still_run():
+    async def main() -> None:
+        ev = yl.Event()
+
+        async def quick() -> None:
+            await yl.sleep(1)
+
+        await yl.gather(quick(), ev.wait())
+
+    with pytest.raises(Deadlock) as info:
+        yl.run(main, clock=VirtualClock())
+    text = str(info.value)
+    assert ".main': waiting on <gather, 1 still running>" in text
+    assert "waiting on <Event" in text
+
+
 def test_sleep_forever_alone_is_a_deadlock_on_virtual_time():
     async def main() -> None:
         await yl.sleep_forever()

@@ -413,8 +413,13 @@ class _Gather(TaskGroup, Generic[T]):
     __iter__ = __await__
 
     def __repr__(self) -> str:
-        n = "awaited" if self._coros is None else f"{len(self._coros)} awaitables"
-        return f"<gather {n}>"
+        # (Also what a deadlock report or the task monitor shows as the wait
+        # of a task parked in the gather.)
+        if self._coros is not None:
+            return f"<gather of {len(self._coros)} awaitables, not awaited yet>"
+        if self._state == 1:
+            return f"<gather, {self._nchildren} still running>"
+        return "<gather, finished>"
 
 
 def gather(*aws: Any) -> _Gather[Any]:
