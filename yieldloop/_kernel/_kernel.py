@@ -780,10 +780,13 @@ class Kernel:
         return True
 
     def _drain_wake(self) -> None:
+        # One recv is enough: if more wake-up bytes than that are waiting (or
+        # arrive meanwhile), the fd stays readable and the next poll (level-
+        # triggered) reports it again. Draining to EAGAIN would cost a
+        # second system call on every wake-up from another thread.
         assert self._wake_r is not None
         try:
-            while self._wake_r.recv(4096):
-                pass
+            self._wake_r.recv(4096)
         except (BlockingIOError, InterruptedError):
             pass
 
