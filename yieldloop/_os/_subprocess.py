@@ -211,9 +211,11 @@ class _PipeStream(Stream):
 class Process:
     """A child process started by :func:`open_process`.
 
-    ``stdin``, ``stdout`` and ``stderr`` are async streams when they were
-    opened with ``PIPE`` (``send_all``/``send_eof``/``aclose`` on stdin,
-    ``receive_some``/``aclose`` on the others), else None. Use it as
+    ``stdin``, ``stdout`` and ``stderr`` are async streams
+    (:class:`~yieldloop.Stream`) when they were opened with ``PIPE``
+    (``send_all``/``send_eof``/``aclose`` on stdin, ``receive_some``/``aclose``
+    on the others; wrap stdout in a :class:`~yieldloop.BufferedReceiveStream`
+    to read lines), else None. Use it as
     ``async with``: leaving the block calls :meth:`aclose`, which closes the
     pipes and waits for the child to exit (stopping it if cancelled).
     """
