@@ -67,6 +67,12 @@ class TaskGroup:
         self._waiting = False
 
     async def __aenter__(self) -> TaskGroup:
+        self._open()
+        return self
+
+    def _open(self) -> Kernel:
+        # __aenter__'s work (shared with gather): bind to the running kernel
+        # and the current task, enter the scope; returns the kernel.
         if self._state != 0:
             raise RuntimeError("a TaskGroup can only be entered once")
         kernel = current_kernel()
@@ -74,7 +80,7 @@ class TaskGroup:
         self._parent_task = kernel.current_task
         self.cancel_scope.__enter__()
         self._state = 1
-        return self
+        return kernel
 
     async def __aexit__(
         self,
@@ -383,11 +389,8 @@ class _Gather(TaskGroup, Generic[T]):
         # __aenter__, then tg.spawn(coro) for each coroutine minus the checks
         # (these are coroutine objects already, and the group was just
         # opened), then __aexit__: the same steps, without their coroutines.
-        kernel = self._kernel = current_kernel()
-        self._parent_task = kernel.current_task
+        kernel = self._open()
         scope = self.cancel_scope
-        scope.__enter__()
-        self._state = 1
         spawn = kernel.spawn
         for i, coro in enumerate(tasks):
             tasks[i] = spawn(coro, None, self, scope)
