@@ -31,12 +31,9 @@ def _nothing() -> None:
     return None
 
 
-@to_thread.impl("yieldloop")
-def _yieldloop(p: Params) -> Any:
-    import yieldloop
-
-    calls = p["calls"]
-    run = yieldloop.to_thread
+def _sequential(run: Any, calls: int) -> Any:
+    """``main``: ``calls`` calls of ``run(_nothing)``, one after the other
+    (every runtime's version is this loop over its own to_thread)."""
 
     async def main() -> int:
         done = 0
@@ -46,54 +43,31 @@ def _yieldloop(p: Params) -> Any:
         return done
 
     return main
+
+
+@to_thread.impl("yieldloop")
+def _yieldloop(p: Params) -> Any:
+    import yieldloop
+
+    return _sequential(yieldloop.to_thread, p["calls"])
 
 
 @to_thread.impl("asyncio")
 def _asyncio(p: Params) -> Any:
     import asyncio
 
-    calls = p["calls"]
-    run = asyncio.to_thread
-
-    async def main() -> int:
-        done = 0
-        for _ in range(calls):
-            await run(_nothing)
-            done += 1
-        return done
-
-    return main
+    return _sequential(asyncio.to_thread, p["calls"])
 
 
 @to_thread.impl("trio")
 def _trio(p: Params) -> Any:
     import trio
 
-    calls = p["calls"]
-    run = trio.to_thread.run_sync
-
-    async def main() -> int:
-        done = 0
-        for _ in range(calls):
-            await run(_nothing)
-            done += 1
-        return done
-
-    return main
+    return _sequential(trio.to_thread.run_sync, p["calls"])
 
 
 @to_thread.impl("anyio")
 def _anyio(p: Params) -> Any:
     import anyio.to_thread
 
-    calls = p["calls"]
-    run = anyio.to_thread.run_sync
-
-    async def main() -> int:
-        done = 0
-        for _ in range(calls):
-            await run(_nothing)
-            done += 1
-        return done
-
-    return main
+    return _sequential(anyio.to_thread.run_sync, p["calls"])
